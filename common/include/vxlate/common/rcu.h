@@ -77,6 +77,23 @@ class Rcu {
   // pairs with the acquire load in check().)
   void quiescent(uint32_t id) noexcept { rte_rcu_qsbr_quiescent(v_, id); }
 
+  // Reader side, wait-free: quiescent() split in two, for a reader that must
+  // act on everything writers published before the grace periods it
+  // acknowledges (the IOTLB's invalidation log). quiescent_token() loads the
+  // current token (acquire: pairs with the release increment in start(), so
+  // whatever a writer published before start() is visible after it); the
+  // reader then consumes what was published; report_quiescent() acknowledges
+  // that token (release: pairs with the acquire load in check()). With plain
+  // quiescent() the token is loaded last, so a reader could acknowledge a
+  // grace period whose publications it read too early to see.
+  uint64_t quiescent_token() const noexcept { return __atomic_load_n(&v_->token, __ATOMIC_ACQUIRE); }
+  void report_quiescent(uint32_t id, uint64_t token) noexcept {
+    uint64_t* cnt = &v_->qsbr_cnt[id].cnt;
+    // relaxed: only this reader writes its counter; skip the store (and the
+    // cache-line write) when nothing changed, as rte_rcu_qsbr_quiescent does.
+    if (__atomic_load_n(cnt, __ATOMIC_RELAXED) != token) __atomic_store_n(cnt, token, __ATOMIC_RELEASE);
+  }
+
   // Writer side, non-blocking: a token for the current grace period. Call it
   // after unlinking (the token increment is a release that publishes the
   // unlink before any reader can acknowledge the token).

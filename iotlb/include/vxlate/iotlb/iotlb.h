@@ -1,0 +1,243 @@
+// vxlate/iotlb/iotlb.h: the lock-free IOTLB in front of the I/O page tables.
+//
+// Design: one private, set-associative cache per data-plane reader (as a CPU has
+// a TLB per core), keyed by (domain, leaf-aligned IOVA, leaf size) and indexed by
+// XXH3 of that key; 4 ways per set, an invalid or stale way is replaced first,
+// else a per-reader round-robin victim. A hit touches only the reader's own
+// cache lines plus one read-mostly shared word (the domain's generation): no
+// lock, no read-modify-write, no store to a shared line. A miss walks the
+// domain's page table and fills the private cache.
+//
+// Invalidation mirrors the virtio-iommu driver's add_req/sync_req: the writer
+// add()s page, range, domain and global invalidations to a private batch, then
+// sync() publishes the batch and waits for ONE grace period of the Rcu over all
+// online readers. Range invalidations go into a shared log (a ring of records
+// plus a head index); a reader applies the records it has not seen at its
+// quiescent point, between bursts, never inside one. The quiescent report is
+// split so that the token is loaded before the log is read (Rcu::
+// quiescent_token), hence a reader that acknowledges a grace period has applied
+// every record published before it. When sync() returns, no reader holds a
+// stale entry, and none is still inside a burst that began before the sync.
+// A domain flush is O(1): the domain's generation is bumped and every entry
+// filled under an older generation stops matching on the next lookup.
+//
+// Range size: a range record costs O(1) in the log whatever its size; a reader
+// applies it by probing the sets of each leaf-sized page of the range, or, when
+// that would be more probes than the cache has sets, by one scan of its whole
+// cache (still exact). So large ranges never degrade to a flush; only a batch of
+// more than kLogCapacity records does (it is published as one global flush),
+// because the log slots of a batch must stay untouched until its grace period
+// ends.
+//
+// Generations are 32-bit. Before a domain's generation would wrap, sync()
+// publishes a global flush, waits for the grace period, then restarts it at 0,
+// so an entry from 2^32 flushes ago can never match again.
+//
+// Why private caches rather than one shared cache with per-entry versions
+// (bench/iotlb/baselines/shared_versioned.h, measured beside this one in
+// bench_iotlb): the shared design's hit needs a version load before and after the
+// entry and sees lines invalidated by other readers' fills, and its fills need an
+// atomic read-modify-write to own an entry. Private caches cost memory per
+// reader (entries x 32 B) and a miss per reader for the same translation.
+//
+// Thread-safety contract:
+//   - online(), offline(), quiescent(), translate(), translate_burst(): reader
+//     side; reader id = the caller's Rcu reader id, owned by one thread;
+//     wait-free apart from the page-table walk on a miss (also wait-free).
+//     quiescent() is the reader's only Rcu quiescent report: call it instead of
+//     Rcu::quiescent(), once per poll-loop iteration, between bursts.
+//   - add_*(), sync(), pending(): writer side, one thread per Iotlb (the
+//     device's control thread). sync() blocks for one grace period.
+//   - stats(), reader_stats(): any thread; relaxed sums, exact once quiet.
+//   - construction/destruction: not thread-safe; no reader may be online.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "vxlate/common/ids.h"
+#include "vxlate/common/rcu.h"
+#include "vxlate/common/status.h"
+#include "vxlate/pagetable/io_pgtable.h"
+
+namespace vxlate::iotlb {
+
+using pagetable::IoPageTable;
+using pagetable::Translation;
+
+// Largest burst translate_burst() takes (its fault mask is 32 bits).
+inline constexpr size_t kMaxBurst = 32;
+inline constexpr unsigned kWays = 4;
+// Range records one sync() can publish; larger batches become a global flush.
+// 256 covers the Linux driver's typical lazy-mode flush (one UNMAP per freed
+// IOVA range, flushed in batches of up to ~256 by its flush queue).
+inline constexpr size_t kLogCapacity = 256;
+// Generation slots; domains are folded onto them by their low bits. Two domains
+// sharing a slot flush each other, which is conservative, never wrong.
+inline constexpr size_t kGenerationSlots = 1024;
+// Entries per reader cache: a power of two from kWays up to this.
+inline constexpr size_t kMaxEntries = size_t{1} << 20;
+
+struct Stats {
+  uint64_t hits = 0;
+  uint64_t misses = 0;          // lookups that walked the page table
+  uint64_t fills = 0;           // misses that found a translation and cached it
+  uint64_t invalidations = 0;   // entries removed by range invalidations
+  uint64_t flushes = 0;         // whole-cache flushes (global flush, going online)
+};
+
+class Iotlb {
+ public:
+  // Control path. One reader cache per Rcu reader id, each of
+  // `entries_per_reader` entries (power of two, kWays..kMaxEntries).
+  // Throws std::invalid_argument or std::bad_alloc.
+  Iotlb(Rcu& rcu, size_t entries_per_reader);
+  ~Iotlb();
+  Iotlb(const Iotlb&) = delete;
+  Iotlb& operator=(const Iotlb&) = delete;
+
+  // --- reader side --------------------------------------------------------
+  // Reader: goes online (Rcu::online) with an empty cache.
+  void online(uint32_t reader) noexcept;
+  // Reader: goes offline (Rcu::offline); the cache is dropped at the next online.
+  void offline(uint32_t reader) noexcept;
+  // Reader, between bursts: applies pending invalidations, then reports a
+  // quiescent state. The reader must be online.
+  void quiescent(uint32_t reader) noexcept;
+
+  // Reader: translates one IOVA of domain `d`, whose page table is `pt`, for
+  // access `need` (pagetable::Perm bits). OK: *t filled (t->out is the host
+  // address of `iova`; the translation is contiguous to the end of its leaf).
+  // FAULT: not mapped, or mapped without `need`.
+  Status translate(uint32_t reader, DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need,
+                   Translation* t) noexcept;
+  // Reader, burst: translates the first min(iovas.size(), kMaxBurst) IOVAs into
+  // out[]; bit i of *fault_mask is set when IOVA i faulted. Returns the count.
+  size_t translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
+                         uint8_t need, Translation* out, uint32_t* fault_mask) noexcept;
+
+  // --- writer side --------------------------------------------------------
+  // Writer: queue invalidations; nothing changes for readers until sync().
+  void add_invalidate(DomainId d, uint64_t iova, uint64_t size);
+  void add_flush_domain(DomainId d);
+  void add_flush_all();
+  // Writer, blocking: publishes the batch and waits one grace period. When it
+  // returns, no reader uses an entry the batch removed, and none is inside a
+  // burst that began before. Returns at once when nothing is pending.
+  void sync() noexcept;
+  size_t pending() const noexcept {
+    return log_batch_.size() + flush_slots_.size() + (flush_all_pending_ ? 1 : 0);
+  }
+
+  Stats stats() const noexcept;
+  Stats reader_stats(uint32_t reader) const noexcept;
+  size_t entries_per_reader() const noexcept { return set_mask_ * kWays + kWays; }
+
+  // Tests only: sets the generation of `d`'s slot (to exercise wrap-around).
+  void set_generation_for_test(DomainId d, uint32_t gen) noexcept {
+    gens_[gen_slot(d)].store(gen, std::memory_order_release);
+  }
+
+ private:
+  struct alignas(32) Entry {
+    uint64_t key;     // leaf base IOVA | leaf code << 1 | 1 (valid); 0 = empty
+    uint32_t domain;
+    uint32_t gen;     // the domain's generation when filled
+    uint64_t out;     // leaf output base | perms
+    uint64_t unused;  // pads to 32 B: four ways per two cache lines
+  };
+  // A counter only its reader writes: load + store, never a locked RMW; other
+  // threads read it relaxed for stats.
+  struct Counter {
+    std::atomic<uint64_t> v{0};
+    void inc(uint64_t n = 1) noexcept { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+    uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
+  };
+  struct alignas(64) Reader {
+    Entry* entries = nullptr;
+    uint64_t seq = 0;             // log records applied so far
+    uint32_t victim = 0;          // round-robin way
+    uint32_t per_leaf[3] = {};    // cached entries per leaf code, to skip empty sizes
+    Counter hits, misses, fills, invalidations, flushes;
+  };
+  enum RecordKind : uint32_t { kRange = 0, kAll = 1 };
+  struct Record {
+    uint32_t kind;
+    uint32_t domain;
+    uint64_t first;
+    uint64_t last;
+  };
+
+  static constexpr unsigned leaf_code(uint64_t leaf_size) noexcept {
+    return leaf_size == pagetable::kLeaf4K ? 0 : leaf_size == pagetable::kLeaf2M ? 1 : 2;
+  }
+  static constexpr unsigned code_shift(unsigned code) noexcept { return 12 + 9 * code; }
+  static constexpr uint64_t make_key(uint64_t base, unsigned code) noexcept { return base | code << 1 | 1; }
+  static size_t gen_slot(DomainId d) noexcept { return d.value & (kGenerationSlots - 1); }
+  Entry* set_of(const Reader& r, uint64_t key, uint32_t domain) const noexcept {
+    const uint64_t h = XXH3_64bits_withSeed(&key, sizeof key, domain);
+    return r.entries + (h & set_mask_) * kWays;
+  }
+
+  const Entry* find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t iova) const noexcept;
+  void fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Translation& t) noexcept;
+  void flush_reader(Reader& r) noexcept;
+  void apply_range(Reader& r, const Record& rec) noexcept;
+  void clear_entry(Reader& r, Entry& e) noexcept;
+
+  Rcu& rcu_;
+  size_t set_mask_;  // sets - 1
+  std::unique_ptr<Reader[]> readers_;
+  uint32_t num_readers_;
+  std::unique_ptr<std::atomic<uint32_t>[]> gens_;
+
+  // Shared log: slots written by the writer only between grace periods (see
+  // sync()), read by readers up to head_.
+  Record log_[kLogCapacity];
+  alignas(64) std::atomic<uint64_t> head_{0};
+
+  // Writer-private batch.
+  alignas(64) std::vector<Record> log_batch_;
+  std::vector<size_t> flush_slots_;
+  bool flush_all_pending_ = false;
+};
+
+inline const Iotlb::Entry* Iotlb::find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t iova) const noexcept {
+  for (unsigned code = 0; code < 3; ++code) {
+    if (r.per_leaf[code] == 0) continue;
+    const uint64_t key = make_key(iova & ~((uint64_t{1} << code_shift(code)) - 1), code);
+    const Entry* set = set_of(r, key, domain);
+    for (unsigned w = 0; w < kWays; ++w)
+      if (set[w].key == key && set[w].domain == domain && set[w].gen == gen) return &set[w];
+  }
+  return nullptr;
+}
+
+inline Status Iotlb::translate(uint32_t reader, DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need,
+                               Translation* t) noexcept {
+  Reader& r = readers_[reader];
+  // acquire: pairs with the release bump in sync(). Loaded before the walk, so
+  // a fill from a walk older than a flush carries the older generation.
+  const uint32_t gen = gens_[gen_slot(d)].load(std::memory_order_acquire);
+  if (const Entry* e = find(r, d.value, gen, iova)) [[likely]] {
+    r.hits.inc();
+    const uint64_t offset_mask = (uint64_t{1} << code_shift(static_cast<unsigned>(e->key >> 1 & 3))) - 1;
+    t->out = (e->out & pagetable::detail::kAddrMask) + (iova & offset_mask);
+    t->leaf_size = offset_mask + 1;
+    t->perms = static_cast<uint8_t>(e->out & pagetable::kPermReadWrite);
+    return (t->perms & need) == need ? Status::kOk : Status::kFault;
+  }
+  r.misses.inc();
+  if (!pt.walk(iova, t)) return Status::kFault;
+  fill(r, d.value, gen, iova, *t);
+  return (t->perms & need) == need ? Status::kOk : Status::kFault;
+}
+
+}  // namespace vxlate::iotlb

@@ -1,0 +1,223 @@
+#include "vxlate/iotlb/iotlb.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "vxlate/common/range.h"
+
+namespace vxlate::iotlb {
+
+Iotlb::Iotlb(Rcu& rcu, size_t entries_per_reader)
+    : rcu_(rcu), set_mask_(entries_per_reader / kWays - 1), num_readers_(rcu.max_readers()) {
+  if (entries_per_reader < kWays || entries_per_reader > kMaxEntries ||
+      (entries_per_reader & (entries_per_reader - 1)) != 0)
+    throw std::invalid_argument("Iotlb: entries_per_reader must be a power of two in [kWays, kMaxEntries]");
+  readers_ = std::make_unique<Reader[]>(num_readers_);
+  for (uint32_t i = 0; i < num_readers_; ++i) {
+    void* mem = std::aligned_alloc(64, entries_per_reader * sizeof(Entry));
+    if (mem == nullptr) throw std::bad_alloc();
+    std::memset(mem, 0, entries_per_reader * sizeof(Entry));
+    readers_[i].entries = static_cast<Entry*>(mem);
+  }
+  gens_ = std::make_unique<std::atomic<uint32_t>[]>(kGenerationSlots);
+  log_batch_.reserve(kLogCapacity);
+}
+
+Iotlb::~Iotlb() {
+  for (uint32_t i = 0; i < num_readers_; ++i) std::free(readers_[i].entries);
+}
+
+// --- reader side -----------------------------------------------------------
+
+void Iotlb::online(uint32_t reader) noexcept {
+  Reader& r = readers_[reader];
+  rcu_.online(reader);
+  // While offline the reader applied nothing and the writer did not wait for
+  // it, so its cache and log position are both stale: start empty at the head.
+  flush_reader(r);
+  // acquire: pairs with the release in sync(); records before this head are
+  // about page-table changes any later walk already sees.
+  r.seq = head_.load(std::memory_order_acquire);
+}
+
+void Iotlb::offline(uint32_t reader) noexcept { rcu_.offline(reader); }
+
+void Iotlb::quiescent(uint32_t reader) noexcept {
+  Reader& r = readers_[reader];
+  // Token first (acquire, pairs with start() in Rcu::synchronize()): a head
+  // published before that token was taken is visible to the load below.
+  const uint64_t token = rcu_.quiescent_token();
+  // acquire: pairs with the release in sync(); makes the records visible.
+  const uint64_t head = head_.load(std::memory_order_acquire);
+  if (head != r.seq) [[unlikely]] {
+    if (head - r.seq > kLogCapacity) {
+      flush_reader(r);  // cannot happen while online; kept as a safe fallback
+    } else {
+      for (uint64_t s = r.seq; s != head; ++s) {
+        const Record& rec = log_[s % kLogCapacity];
+        if (rec.kind == kAll)
+          flush_reader(r);
+        else
+          apply_range(r, rec);
+      }
+    }
+    r.seq = head;
+  }
+  rcu_.report_quiescent(reader, token);
+}
+
+size_t Iotlb::translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
+                              uint8_t need, Translation* out, uint32_t* fault_mask) noexcept {
+  const size_t n = iovas.size() < kMaxBurst ? iovas.size() : kMaxBurst;
+  uint32_t faults = 0;
+  for (size_t i = 0; i < n; ++i)
+    if (translate(reader, d, pt, iovas[i], need, &out[i]) != Status::kOk) faults |= uint32_t{1} << i;
+  *fault_mask = faults;
+  return n;
+}
+
+void Iotlb::fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Translation& t) noexcept {
+  const unsigned code = leaf_code(t.leaf_size);
+  const uint64_t base = iova & ~(t.leaf_size - 1);
+  const uint64_t key = make_key(base, code);
+  Entry* set = set_of(r, key, domain);
+  // Reuse, in order: the same key (stale generation), an empty way, a way of a
+  // flushed generation, then round-robin.
+  Entry* victim = nullptr;
+  for (unsigned w = 0; w < kWays && victim == nullptr; ++w)
+    if (set[w].key == key && set[w].domain == domain) victim = &set[w];
+  for (unsigned w = 0; w < kWays && victim == nullptr; ++w)
+    if (set[w].key == 0) victim = &set[w];
+  for (unsigned w = 0; w < kWays && victim == nullptr; ++w)
+    if (set[w].gen != gens_[set[w].domain & (kGenerationSlots - 1)].load(std::memory_order_relaxed))
+      victim = &set[w];  // relaxed: a stale guess only costs a useful entry
+  if (victim == nullptr) {
+    victim = &set[r.victim];
+    r.victim = (r.victim + 1) % kWays;
+  }
+  if (victim->key != 0) --r.per_leaf[victim->key >> 1 & 3];
+  victim->key = key;
+  victim->domain = domain;
+  victim->gen = gen;
+  victim->out = (t.out - (iova - base)) | t.perms;
+  ++r.per_leaf[code];
+  r.fills.inc();
+}
+
+void Iotlb::clear_entry(Reader& r, Entry& e) noexcept {
+  --r.per_leaf[e.key >> 1 & 3];
+  e.key = 0;
+  r.invalidations.inc();
+}
+
+void Iotlb::flush_reader(Reader& r) noexcept {
+  std::memset(static_cast<void*>(r.entries), 0, (set_mask_ + 1) * kWays * sizeof(Entry));
+  r.per_leaf[0] = r.per_leaf[1] = r.per_leaf[2] = 0;
+  r.flushes.inc();
+}
+
+void Iotlb::apply_range(Reader& r, const Record& rec) noexcept {
+  const size_t sets = set_mask_ + 1;
+  // Probes a per-page walk of the range would take; past one per set, a scan
+  // of the whole cache is cheaper and just as exact.
+  uint64_t probes = 0;
+  for (unsigned code = 0; code < 3; ++code) {
+    if (r.per_leaf[code] == 0) continue;
+    const unsigned shift = code_shift(code);
+    probes += ((rec.last >> shift) - (rec.first >> shift)) + 1;
+  }
+  if (probes > sets) {
+    for (size_t i = 0; i < sets * kWays; ++i) {
+      Entry& e = r.entries[i];
+      if (e.key == 0 || e.domain != rec.domain) continue;
+      const uint64_t base = e.key & ~uint64_t{7};
+      const uint64_t last = base + ((uint64_t{1} << code_shift(static_cast<unsigned>(e.key >> 1 & 3))) - 1);
+      if (base <= rec.last && last >= rec.first) clear_entry(r, e);
+    }
+    return;
+  }
+  for (unsigned code = 0; code < 3; ++code) {
+    if (r.per_leaf[code] == 0) continue;
+    const unsigned shift = code_shift(code);
+    for (uint64_t page = rec.first >> shift; page <= rec.last >> shift; ++page) {
+      const uint64_t key = make_key(page << shift, code);
+      Entry* set = set_of(r, key, rec.domain);
+      for (unsigned w = 0; w < kWays; ++w)
+        if (set[w].key == key && set[w].domain == rec.domain) clear_entry(r, set[w]);
+    }
+  }
+}
+
+// --- writer side -----------------------------------------------------------
+
+void Iotlb::add_invalidate(DomainId d, uint64_t iova, uint64_t size) {
+  uint64_t last = 0;
+  if (!range_last(iova, size, &last)) {
+    // A wrapping range still means "everything from iova up".
+    last = ~uint64_t{0};
+    if (size == 0) return;
+  }
+  if (log_batch_.size() < kLogCapacity) {
+    log_batch_.push_back(Record{kRange, d.value, iova, last});  // capacity reserved
+  } else {
+    flush_all_pending_ = true;  // the batch outgrew the log
+  }
+}
+
+void Iotlb::add_flush_domain(DomainId d) { flush_slots_.push_back(gen_slot(d)); }
+
+void Iotlb::add_flush_all() { flush_all_pending_ = true; }
+
+void Iotlb::sync() noexcept {
+  if (pending() == 0) return;
+  bool wrap = false;
+  for (size_t slot : flush_slots_) {
+    const uint32_t g = gens_[slot].load(std::memory_order_relaxed);  // only this writer stores
+    if (g == UINT32_MAX)
+      wrap = true;  // reset to 0 below, after every reader flushed
+    else
+      gens_[slot].store(g + 1, std::memory_order_release);  // pairs with translate()'s acquire
+  }
+  uint64_t head = head_.load(std::memory_order_relaxed);  // only this writer stores
+  // Slots [head, head + n) held records of batches whose grace period has
+  // ended, so no reader reads them any more.
+  if (flush_all_pending_ || wrap) {
+    log_[head % kLogCapacity] = Record{kAll, 0, 0, 0};
+    ++head;
+  } else {
+    for (const Record& rec : log_batch_) log_[head++ % kLogCapacity] = rec;
+  }
+  // release: the records (and the page-table changes before them) are visible
+  // to a reader that loads this head (acquire in quiescent()/online()).
+  head_.store(head, std::memory_order_release);
+  rcu_.synchronize();
+  if (wrap) {
+    for (size_t slot : flush_slots_)
+      if (gens_[slot].load(std::memory_order_relaxed) == UINT32_MAX) gens_[slot].store(0, std::memory_order_release);
+  }
+  log_batch_.clear();
+  flush_slots_.clear();
+  flush_all_pending_ = false;
+}
+
+Stats Iotlb::reader_stats(uint32_t reader) const noexcept {
+  const Reader& r = readers_[reader];
+  return Stats{r.hits.get(), r.misses.get(), r.fills.get(), r.invalidations.get(), r.flushes.get()};
+}
+
+Stats Iotlb::stats() const noexcept {
+  Stats s;
+  for (uint32_t i = 0; i < num_readers_; ++i) {
+    const Stats r = reader_stats(i);
+    s.hits += r.hits;
+    s.misses += r.misses;
+    s.fills += r.fills;
+    s.invalidations += r.invalidations;
+    s.flushes += r.flushes;
+  }
+  return s;
+}
+
+}  // namespace vxlate::iotlb

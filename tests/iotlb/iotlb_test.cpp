@@ -1,0 +1,330 @@
+// IOTLB unit tests: fills and hits per leaf size, faults, range/domain/global
+// invalidation, generation wrap-around, capacity, statistics, and a randomised
+// differential test against the page table itself.
+#include "vxlate/iotlb/iotlb.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdint>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace vxlate::iotlb {
+namespace {
+
+using pagetable::kLeaf1G;
+using pagetable::kLeaf2M;
+using pagetable::kLeaf4K;
+using pagetable::kPermRead;
+using pagetable::kPermReadWrite;
+using pagetable::kPermWrite;
+
+constexpr DomainId kDom1{1};
+constexpr DomainId kDom2{2};
+
+class IotlbTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    id_ = rcu_.register_reader();
+    tlb_.online(id_);
+  }
+  void TearDown() override {
+    tlb_.offline(id_);
+    rcu_.unregister_reader(id_);
+  }
+
+  // sync() waits for this (online) reader, so run it on a second thread while
+  // this one keeps reporting quiescent states, as a poll loop would.
+  void sync() {
+    std::atomic<bool> done{false};
+    std::thread writer([&] {
+      tlb_.sync();
+      done.store(true, std::memory_order_release);
+    });
+    while (!done.load(std::memory_order_acquire)) tlb_.quiescent(id_);
+    writer.join();
+    tlb_.quiescent(id_);
+  }
+
+  Status tr(DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need, Translation* t) {
+    return tlb_.translate(id_, d, pt, iova, need, t);
+  }
+
+  Rcu rcu_{2};
+  Iotlb tlb_{rcu_, 64};
+  IoPageTable pt1_{rcu_};
+  IoPageTable pt2_{rcu_};
+  uint32_t id_ = 0;
+};
+
+TEST_F(IotlbTest, MissFillsThenHitsForEveryLeafSize) {
+  for (uint64_t leaf : {kLeaf4K, kLeaf2M, kLeaf1G}) {
+    SCOPED_TRACE(leaf);
+    const uint64_t iova = 5 * kLeaf1G;
+    const uint64_t out = 0x7f0000000000;
+    ASSERT_EQ(pt1_.map(iova, out, leaf, kPermReadWrite), Status::kOk);
+    const Stats before = tlb_.reader_stats(id_);
+    Translation t{};
+    ASSERT_EQ(tr(kDom1, pt1_, iova + 8, kPermRead, &t), Status::kOk);
+    EXPECT_EQ(t.out, out + 8);
+    EXPECT_EQ(t.leaf_size, leaf);
+    ASSERT_EQ(tr(kDom1, pt1_, iova + leaf - 1, kPermWrite, &t), Status::kOk);
+    EXPECT_EQ(t.out, out + leaf - 1);
+    EXPECT_EQ(t.perms, kPermReadWrite);
+    const Stats after = tlb_.reader_stats(id_);
+    if (leaf == kLeaf4K) {
+      EXPECT_EQ(after.misses - before.misses, 1u);
+      EXPECT_EQ(after.hits - before.hits, 1u);
+    } else {
+      EXPECT_EQ(after.misses - before.misses, 1u);  // one leaf, one fill
+    }
+    ASSERT_EQ(pt1_.unmap(iova, leaf), Status::kOk);
+    tlb_.add_invalidate(kDom1, iova, leaf);
+    sync();
+    EXPECT_EQ(tr(kDom1, pt1_, iova + 8, kPermRead, &t), Status::kFault);
+  }
+}
+
+TEST_F(IotlbTest, FaultsOnUnmappedAndOnPermission) {
+  ASSERT_EQ(pt1_.map(0x10000, 0x20000, kLeaf4K, kPermRead), Status::kOk);
+  Translation t{};
+  EXPECT_EQ(tr(kDom1, pt1_, 0x10000, kPermWrite, &t), Status::kFault);  // miss path
+  EXPECT_EQ(tr(kDom1, pt1_, 0x10000, kPermWrite, &t), Status::kFault);  // hit path
+  EXPECT_EQ(tr(kDom1, pt1_, 0x10000, kPermRead, &t), Status::kOk);
+  EXPECT_EQ(tr(kDom1, pt1_, 0x11000, kPermRead, &t), Status::kFault);
+  EXPECT_EQ(tr(kDom1, pt1_, ~uint64_t{0}, kPermRead, &t), Status::kFault);
+}
+
+// The cache really caches: without an invalidation the old translation stays.
+// The add/sync pair is what removes it, and only the range given.
+TEST_F(IotlbTest, RangeInvalidationIsNeededAndExact) {
+  ASSERT_EQ(pt1_.map(0, 0x100000, 16 * kLeaf4K, kPermReadWrite), Status::kOk);
+  Translation t{};
+  for (uint64_t i = 0; i < 16; ++i) ASSERT_EQ(tr(kDom1, pt1_, i * kLeaf4K, kPermRead, &t), Status::kOk);
+  ASSERT_EQ(pt1_.unmap(4 * kLeaf4K, 4 * kLeaf4K), Status::kOk);
+  ASSERT_EQ(tr(kDom1, pt1_, 5 * kLeaf4K, kPermRead, &t), Status::kOk) << "stale entry expected before sync";
+  tlb_.add_invalidate(kDom1, 4 * kLeaf4K, 4 * kLeaf4K);
+  EXPECT_EQ(tlb_.pending(), 1u);
+  sync();
+  EXPECT_EQ(tlb_.pending(), 0u);
+  const Stats before = tlb_.reader_stats(id_);
+  for (uint64_t i = 0; i < 16; ++i) {
+    const Status want = (i >= 4 && i < 8) ? Status::kFault : Status::kOk;
+    EXPECT_EQ(tr(kDom1, pt1_, i * kLeaf4K, kPermRead, &t), want) << i;
+  }
+  const Stats after = tlb_.reader_stats(id_);
+  EXPECT_EQ(after.misses - before.misses, 4u);  // only the invalidated pages missed
+  EXPECT_EQ(after.hits - before.hits, 12u);
+}
+
+// A partial invalidation of a cached 2 MiB leaf drops the whole cached leaf.
+TEST_F(IotlbTest, RangeInvalidationInsideALargeLeaf) {
+  ASSERT_EQ(pt1_.map(kLeaf2M, 0x40000000, kLeaf2M, kPermReadWrite), Status::kOk);
+  Translation t{};
+  ASSERT_EQ(tr(kDom1, pt1_, kLeaf2M, kPermRead, &t), Status::kOk);
+  ASSERT_EQ(pt1_.unmap(kLeaf2M + 3 * kLeaf4K, kLeaf4K), Status::kOk);
+  tlb_.add_invalidate(kDom1, kLeaf2M + 3 * kLeaf4K, kLeaf4K);
+  sync();
+  EXPECT_EQ(tr(kDom1, pt1_, kLeaf2M + 3 * kLeaf4K, kPermRead, &t), Status::kFault);
+  ASSERT_EQ(tr(kDom1, pt1_, kLeaf2M + 4 * kLeaf4K, kPermRead, &t), Status::kOk);
+  EXPECT_EQ(t.leaf_size, kLeaf4K);  // refilled from the split table
+}
+
+// Large ranges are applied by scanning the cache; the result is the same.
+TEST_F(IotlbTest, HugeRangeIsStillExact) {
+  ASSERT_EQ(pt1_.map(0, 0, 8 * kLeaf4K, kPermRead), Status::kOk);
+  ASSERT_EQ(pt2_.map(0, 0, 8 * kLeaf4K, kPermRead), Status::kOk);
+  Translation t{};
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_EQ(tr(kDom1, pt1_, i * kLeaf4K, kPermRead, &t), Status::kOk);
+    ASSERT_EQ(tr(kDom2, pt2_, i * kLeaf4K, kPermRead, &t), Status::kOk);
+  }
+  tlb_.add_invalidate(kDom1, 0, uint64_t{1} << 40);  // far more pages than sets
+  sync();
+  const Stats before = tlb_.reader_stats(id_);
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_EQ(tr(kDom1, pt1_, i * kLeaf4K, kPermRead, &t), Status::kOk);
+    ASSERT_EQ(tr(kDom2, pt2_, i * kLeaf4K, kPermRead, &t), Status::kOk);
+  }
+  const Stats after = tlb_.reader_stats(id_);
+  EXPECT_EQ(after.misses - before.misses, 8u);  // domain 1 only
+  EXPECT_EQ(after.hits - before.hits, 8u);
+}
+
+// Flushing a domain and invalidating all of its ranges give the same results.
+TEST_F(IotlbTest, DomainFlushEqualsRangeInvalidation) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<uint64_t> pages;
+    for (int i = 0; i < 40; ++i) pages.push_back((rng() % 4096) * kLeaf4K);
+    for (uint64_t p : pages) {
+      (void)pt1_.map(p, p + 0x1000000, kLeaf4K, kPermRead);
+      (void)pt2_.map(p, p + 0x2000000, kLeaf4K, kPermRead);
+    }
+    Translation t{};
+    for (uint64_t p : pages) {
+      ASSERT_EQ(tr(kDom1, pt1_, p, kPermRead, &t), Status::kOk);
+      ASSERT_EQ(tr(kDom2, pt2_, p, kPermRead, &t), Status::kOk);
+    }
+    // Remap everything elsewhere in both domains, then invalidate one way each.
+    for (uint64_t p : pages) {
+      (void)pt1_.unmap(p, kLeaf4K);
+      (void)pt2_.unmap(p, kLeaf4K);
+    }
+    for (uint64_t p : pages) {
+      (void)pt1_.map(p, p + 0x5000000, kLeaf4K, kPermRead);
+      (void)pt2_.map(p, p + 0x5000000, kLeaf4K, kPermRead);
+    }
+    if (round == 0) {
+      tlb_.add_flush_domain(kDom1);
+      for (uint64_t p : pages) tlb_.add_invalidate(kDom2, p, kLeaf4K);
+    } else {
+      tlb_.add_flush_domain(kDom2);
+      for (uint64_t p : pages) tlb_.add_invalidate(kDom1, p, kLeaf4K);
+    }
+    sync();
+    for (uint64_t p : pages) {
+      Translation a{}, b{};
+      ASSERT_EQ(tr(kDom1, pt1_, p, kPermRead, &a), Status::kOk);
+      ASSERT_EQ(tr(kDom2, pt2_, p, kPermRead, &b), Status::kOk);
+      EXPECT_EQ(a.out, p + 0x5000000);
+      EXPECT_EQ(b.out, p + 0x5000000);
+    }
+    for (uint64_t p : pages) {
+      (void)pt1_.unmap(p, kLeaf4K);
+      (void)pt2_.unmap(p, kLeaf4K);
+    }
+    tlb_.add_flush_all();
+    sync();
+  }
+}
+
+// An entry filled under generation 0 must not match again when the generation
+// wraps back to 0 after 2^32 flushes.
+TEST_F(IotlbTest, GenerationWrapAround) {
+  ASSERT_EQ(pt1_.map(0, 0xa000, kLeaf4K, kPermRead), Status::kOk);
+  Translation t{};
+  ASSERT_EQ(tr(kDom1, pt1_, 0, kPermRead, &t), Status::kOk);  // cached under generation 0
+  ASSERT_EQ(pt1_.unmap(0, kLeaf4K), Status::kOk);
+  ASSERT_EQ(pt1_.map(0, 0xb000, kLeaf4K, kPermRead), Status::kOk);
+  tlb_.set_generation_for_test(kDom1, UINT32_MAX - 1);  // as if 2^32 - 2 flushes happened
+  tlb_.add_flush_domain(kDom1);
+  sync();  // -> UINT32_MAX
+  ASSERT_EQ(tr(kDom1, pt1_, 0, kPermRead, &t), Status::kOk);
+  EXPECT_EQ(t.out, 0xb000u);
+  ASSERT_EQ(pt1_.unmap(0, kLeaf4K), Status::kOk);
+  ASSERT_EQ(pt1_.map(0, 0xc000, kLeaf4K, kPermRead), Status::kOk);
+  const uint64_t flushes = tlb_.reader_stats(id_).flushes;
+  tlb_.add_flush_domain(kDom1);
+  sync();  // wraps to 0 through a global flush
+  EXPECT_GT(tlb_.reader_stats(id_).flushes, flushes);
+  ASSERT_EQ(tr(kDom1, pt1_, 0, kPermRead, &t), Status::kOk);
+  EXPECT_EQ(t.out, 0xc000u);  // neither the generation-0 (0xa000) nor the UINT32_MAX entry
+  tlb_.add_flush_domain(kDom1);
+  sync();  // 0 -> 1 as usual
+  ASSERT_EQ(tr(kDom1, pt1_, 0, kPermRead, &t), Status::kOk);
+  EXPECT_EQ(t.out, 0xc000u);
+}
+
+// A batch larger than the log is published as one global flush.
+TEST_F(IotlbTest, OversizedBatchBecomesGlobalFlush) {
+  ASSERT_EQ(pt2_.map(0, 0, kLeaf4K, kPermRead), Status::kOk);
+  Translation t{};
+  ASSERT_EQ(tr(kDom2, pt2_, 0, kPermRead, &t), Status::kOk);
+  for (size_t i = 0; i < kLogCapacity + 1; ++i) tlb_.add_invalidate(kDom1, i * kLeaf4K, kLeaf4K);
+  const uint64_t flushes = tlb_.reader_stats(id_).flushes;
+  sync();
+  EXPECT_EQ(tlb_.reader_stats(id_).flushes, flushes + 1);
+  const uint64_t misses = tlb_.reader_stats(id_).misses;
+  ASSERT_EQ(tr(kDom2, pt2_, 0, kPermRead, &t), Status::kOk);
+  EXPECT_EQ(tlb_.reader_stats(id_).misses, misses + 1);
+}
+
+// Never more resident than the capacity; everything resident when it fits.
+TEST_F(IotlbTest, CapacityAndStatistics) {
+  constexpr uint64_t kPages = 512;  // 8x the 64 entries
+  ASSERT_EQ(pt1_.map(0, kLeaf4K, kPages * kLeaf4K, kPermRead), Status::kOk);  // 4 KiB leaves
+  Translation t{};
+  const Stats s0 = tlb_.reader_stats(id_);
+  for (uint64_t i = 0; i < kPages; ++i) ASSERT_EQ(tr(kDom1, pt1_, i * kLeaf4K, kPermRead, &t), Status::kOk);
+  const Stats s1 = tlb_.reader_stats(id_);
+  EXPECT_EQ(s1.misses - s0.misses, kPages);
+  EXPECT_EQ(s1.fills - s0.fills, kPages);
+  for (uint64_t i = 0; i < kPages; ++i) ASSERT_EQ(tr(kDom1, pt1_, i * kLeaf4K, kPermRead, &t), Status::kOk);
+  const Stats s2 = tlb_.reader_stats(id_);
+  EXPECT_LE(s2.hits - s1.hits, tlb_.entries_per_reader());
+  EXPECT_EQ((s2.hits - s1.hits) + (s2.misses - s1.misses), kPages);
+  // Summed stats add up across readers (the other reader did nothing).
+  const Stats all = tlb_.stats();
+  EXPECT_EQ(all.hits, s2.hits);
+  EXPECT_EQ(all.misses, s2.misses);
+  EXPECT_EQ(all.fills, s2.fills);
+}
+
+TEST_F(IotlbTest, BurstReportsFaultsPerIova) {
+  ASSERT_EQ(pt1_.map(0, 0x100000, 4 * kLeaf4K, kPermRead), Status::kOk);
+  std::vector<uint64_t> iovas;
+  for (uint64_t i = 0; i < 40; ++i) iovas.push_back(i * kLeaf4K / 2);
+  Translation out[kMaxBurst];
+  uint32_t faults = 0;
+  ASSERT_EQ(tlb_.translate_burst(id_, kDom1, pt1_, iovas, kPermRead, out, &faults), kMaxBurst);
+  for (size_t i = 0; i < kMaxBurst; ++i) {
+    const bool mapped = iovas[i] < 4 * kLeaf4K;
+    EXPECT_EQ(((faults >> i) & 1) == 0, mapped) << i;
+    if (mapped) {
+      EXPECT_EQ(out[i].out, 0x100000 + iovas[i]);
+    }
+  }
+}
+
+TEST(IotlbConfig, RejectsBadSizes) {
+  Rcu rcu(1);
+  EXPECT_THROW(Iotlb(rcu, 0), std::invalid_argument);
+  EXPECT_THROW(Iotlb(rcu, 100), std::invalid_argument);
+  EXPECT_THROW(Iotlb(rcu, 2), std::invalid_argument);
+  Iotlb ok(rcu, 4);
+  EXPECT_EQ(ok.entries_per_reader(), 4u);
+}
+
+// Random map/unmap with invalidate + sync, checked against the page table walk.
+TEST_F(IotlbTest, DifferentialAgainstPageTable) {
+  std::mt19937_64 rng(11);
+  constexpr uint64_t kSpace = 64 * kLeaf2M;
+  for (int op = 0; op < 3000; ++op) {
+    const uint64_t r = rng() % 10;
+    if (r < 6) {
+      // Probe a batch of addresses; IOTLB and walk must agree.
+      for (int i = 0; i < 16; ++i) {
+        const uint64_t iova = rng() % kSpace;
+        Translation a{}, b{};
+        const bool walked = pt1_.walk(iova, &b);
+        const Status s = tr(kDom1, pt1_, iova, kPermRead, &a);
+        ASSERT_EQ(s == Status::kOk, walked && (b.perms & kPermRead)) << std::hex << iova;
+        if (walked) {
+          ASSERT_EQ(a.out, b.out) << std::hex << iova;
+          ASSERT_EQ(a.perms, b.perms);
+        }
+      }
+    } else {
+      // A batch of changes, then one sync.
+      const int n = 1 + static_cast<int>(rng() % 8);
+      for (int i = 0; i < n; ++i) {
+        const uint64_t leaf = (rng() % 3 == 0) ? kLeaf2M : kLeaf4K;
+        const uint64_t iova = (rng() % (kSpace / leaf)) * leaf;
+        const uint64_t size = leaf * (1 + rng() % 4);
+        if (rng() % 2) {
+          (void)pt1_.map(iova, (rng() % 1024) * kLeaf2M, size, static_cast<uint8_t>(1 + rng() % 3));
+        } else {
+          ASSERT_EQ(pt1_.unmap(iova, size), Status::kOk);
+          tlb_.add_invalidate(kDom1, iova, size);
+        }
+      }
+      sync();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace vxlate::iotlb
