@@ -15,18 +15,19 @@ Iotlb::Iotlb(Rcu& rcu, size_t entries_per_reader)
       (entries_per_reader & (entries_per_reader - 1)) != 0)
     throw std::invalid_argument("Iotlb: entries_per_reader must be a power of two in [kWays, kMaxEntries]");
   readers_ = std::make_unique<Reader[]>(num_readers_);
+  const size_t bytes = (set_mask_ + 1) * sizeof(Set);
   for (uint32_t i = 0; i < num_readers_; ++i) {
-    void* mem = std::aligned_alloc(64, entries_per_reader * sizeof(Entry));
+    void* mem = std::aligned_alloc(alignof(Set), bytes);
     if (mem == nullptr) throw std::bad_alloc();
-    std::memset(mem, 0, entries_per_reader * sizeof(Entry));
-    readers_[i].entries = static_cast<Entry*>(mem);
+    std::memset(mem, 0, bytes);
+    readers_[i].sets = static_cast<Set*>(mem);
   }
   gens_ = std::make_unique<std::atomic<uint32_t>[]>(kGenerationSlots);
   log_batch_.reserve(kLogCapacity);
 }
 
 Iotlb::~Iotlb() {
-  for (uint32_t i = 0; i < num_readers_; ++i) std::free(readers_[i].entries);
+  for (uint32_t i = 0; i < num_readers_; ++i) std::free(readers_[i].sets);
 }
 
 // --- reader side -----------------------------------------------------------
@@ -71,9 +72,40 @@ void Iotlb::quiescent(uint32_t reader) noexcept {
 size_t Iotlb::translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
                               uint8_t need, Translation* out, uint32_t* fault_mask) noexcept {
   const size_t n = iovas.size() < kMaxBurst ? iovas.size() : kMaxBurst;
+  Reader& r = readers_[reader];
+  // One domain per burst: its generation is loaded once (acquire: pairs with
+  // the release bump in sync(); before any walk below, as in translate()).
+  const uint32_t gen = gens_[gen_slot(d)].load(std::memory_order_acquire);
+  const uint64_t tag = make_tag(d.value, gen);
+  // Probe the smallest cached leaf size first; other sizes go to the slow path.
+  unsigned code = 0;
+  while (code < 2 && r.per_leaf[code] == 0) ++code;
+  const unsigned shift = code_shift(code);
+  // Pass 1: every set this burst will probe, independent of each other, so the
+  // hashes overlap in the pipeline; pass 2 compares.
+  const Set* sets[kMaxBurst];
+  uint64_t keys[kMaxBurst];
+  for (size_t i = 0; i < n; ++i) {
+    keys[i] = make_key(iovas[i] >> shift << shift, code);
+    sets[i] = set_of(r, keys[i], d.value);
+  }
   uint32_t faults = 0;
-  for (size_t i = 0; i < n; ++i)
-    if (translate(reader, d, pt, iovas[i], need, &out[i]) != Status::kOk) faults |= uint32_t{1} << i;
+  uint64_t hits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    Translation* t = &out[i];
+    if (const unsigned m = match(*sets[i], keys[i], tag)) [[likely]] {
+      const unsigned w = static_cast<unsigned>(__builtin_ctz(m));
+      const uint64_t offset_mask = (uint64_t{1} << shift) - 1;
+      t->out = (sets[i]->out[w] & pagetable::detail::kAddrMask) + (iovas[i] & offset_mask);
+      t->leaf_size = offset_mask + 1;
+      t->perms = static_cast<uint8_t>(sets[i]->out[w] & pagetable::kPermReadWrite);
+      ++hits;
+      if ((t->perms & need) != need) faults |= uint32_t{1} << i;
+    } else if (translate(reader, d, pt, iovas[i], need, t) != Status::kOk) {
+      faults |= uint32_t{1} << i;
+    }
+  }
+  r.hits.inc(hits);
   *fault_mask = faults;
   return n;
 }
@@ -82,38 +114,40 @@ void Iotlb::fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const 
   const unsigned code = leaf_code(t.leaf_size);
   const uint64_t base = iova & ~(t.leaf_size - 1);
   const uint64_t key = make_key(base, code);
-  Entry* set = set_of(r, key, domain);
+  Set& set = *set_of(r, key, domain);
   // Reuse, in order: the same key (stale generation), an empty way, a way of a
   // flushed generation, then round-robin.
-  Entry* victim = nullptr;
-  for (unsigned w = 0; w < kWays && victim == nullptr; ++w)
-    if (set[w].key == key && set[w].domain == domain) victim = &set[w];
-  for (unsigned w = 0; w < kWays && victim == nullptr; ++w)
-    if (set[w].key == 0) victim = &set[w];
-  for (unsigned w = 0; w < kWays && victim == nullptr; ++w)
-    if (set[w].gen != gens_[set[w].domain & (kGenerationSlots - 1)].load(std::memory_order_relaxed))
-      victim = &set[w];  // relaxed: a stale guess only costs a useful entry
-  if (victim == nullptr) {
-    victim = &set[r.victim];
+  unsigned victim = kWays;
+  for (unsigned w = 0; w < kWays && victim == kWays; ++w)
+    if (set.key[w] == key && (set.tag[w] >> 32) == domain) victim = w;
+  for (unsigned w = 0; w < kWays && victim == kWays; ++w)
+    if (set.key[w] == 0) victim = w;
+  for (unsigned w = 0; w < kWays && victim == kWays; ++w) {
+    const uint32_t d = static_cast<uint32_t>(set.tag[w] >> 32);
+    // relaxed: a stale guess only costs a useful entry
+    if (static_cast<uint32_t>(set.tag[w]) != gens_[d & (kGenerationSlots - 1)].load(std::memory_order_relaxed))
+      victim = w;
+  }
+  if (victim == kWays) {
+    victim = r.victim;
     r.victim = (r.victim + 1) % kWays;
   }
-  if (victim->key != 0) --r.per_leaf[victim->key >> 1 & 3];
-  victim->key = key;
-  victim->domain = domain;
-  victim->gen = gen;
-  victim->out = (t.out - (iova - base)) | t.perms;
+  if (set.key[victim] != 0) --r.per_leaf[set.key[victim] >> 1 & 3];
+  set.key[victim] = key;
+  set.tag[victim] = make_tag(domain, gen);
+  set.out[victim] = (t.out - (iova - base)) | t.perms;
   ++r.per_leaf[code];
   r.fills.inc();
 }
 
-void Iotlb::clear_entry(Reader& r, Entry& e) noexcept {
-  --r.per_leaf[e.key >> 1 & 3];
-  e.key = 0;
+void Iotlb::clear_way(Reader& r, Set& set, unsigned w) noexcept {
+  --r.per_leaf[set.key[w] >> 1 & 3];
+  set.key[w] = 0;
   r.invalidations.inc();
 }
 
 void Iotlb::flush_reader(Reader& r) noexcept {
-  std::memset(static_cast<void*>(r.entries), 0, (set_mask_ + 1) * kWays * sizeof(Entry));
+  std::memset(static_cast<void*>(r.sets), 0, (set_mask_ + 1) * sizeof(Set));
   r.per_leaf[0] = r.per_leaf[1] = r.per_leaf[2] = 0;
   r.flushes.inc();
 }
@@ -129,12 +163,14 @@ void Iotlb::apply_range(Reader& r, const Record& rec) noexcept {
     probes += ((rec.last >> shift) - (rec.first >> shift)) + 1;
   }
   if (probes > sets) {
-    for (size_t i = 0; i < sets * kWays; ++i) {
-      Entry& e = r.entries[i];
-      if (e.key == 0 || e.domain != rec.domain) continue;
-      const uint64_t base = e.key & ~uint64_t{7};
-      const uint64_t last = base + ((uint64_t{1} << code_shift(static_cast<unsigned>(e.key >> 1 & 3))) - 1);
-      if (base <= rec.last && last >= rec.first) clear_entry(r, e);
+    for (size_t i = 0; i < sets; ++i) {
+      Set& set = r.sets[i];
+      for (unsigned w = 0; w < kWays; ++w) {
+        if (set.key[w] == 0 || (set.tag[w] >> 32) != rec.domain) continue;
+        const uint64_t base = set.key[w] & ~uint64_t{7};
+        const uint64_t last = base + ((uint64_t{1} << code_shift(static_cast<unsigned>(set.key[w] >> 1 & 3))) - 1);
+        if (base <= rec.last && last >= rec.first) clear_way(r, set, w);
+      }
     }
     return;
   }
@@ -143,9 +179,9 @@ void Iotlb::apply_range(Reader& r, const Record& rec) noexcept {
     const unsigned shift = code_shift(code);
     for (uint64_t page = rec.first >> shift; page <= rec.last >> shift; ++page) {
       const uint64_t key = make_key(page << shift, code);
-      Entry* set = set_of(r, key, rec.domain);
+      Set& set = *set_of(r, key, rec.domain);
       for (unsigned w = 0; w < kWays; ++w)
-        if (set[w].key == key && set[w].domain == rec.domain) clear_entry(r, set[w]);
+        if (set.key[w] == key && (set.tag[w] >> 32) == rec.domain) clear_way(r, set, w);
     }
   }
 }

@@ -78,8 +78,11 @@ class Stress {
   void writer() {
     std::mt19937_64 rng(42);
     uint64_t next_gen = 2;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    for (int op = 0; op < kWriterOps && std::chrono::steady_clock::now() < deadline; ++op) {
+    // At least kWriterOps and 1 s (readers share two cores with the writer), at most 10 s.
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int op = 0;; ++op) {
+      const auto elapsed = std::chrono::steady_clock::now() - t0;
+      if (elapsed > std::chrono::seconds(10) || (op >= kWriterOps && elapsed > std::chrono::seconds(1))) break;
       const unsigned s = static_cast<unsigned>(rng() % kSlots);
       Slot& sl = slots_[s];
       const uint64_t st = sl.state.load(std::memory_order_relaxed);  // writer's own value

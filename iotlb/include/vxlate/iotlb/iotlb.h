@@ -146,13 +146,16 @@ class Iotlb {
   }
 
  private:
-  struct alignas(32) Entry {
-    uint64_t key;     // leaf base IOVA | leaf code << 1 | 1 (valid); 0 = empty
-    uint32_t domain;
-    uint32_t gen;     // the domain's generation when filled
-    uint64_t out;     // leaf output base | perms
-    uint64_t unused;  // pads to 32 B: four ways per two cache lines
+  // One set: the four keys and tags share the first cache line, so a lookup
+  // compares all ways branch-free on one line and reads the second line only
+  // for the hit's output.
+  struct alignas(64) Set {
+    uint64_t key[kWays];     // leaf base IOVA | leaf code << 1 | 1 (valid); 0 = empty
+    uint64_t tag[kWays];     // domain << 32 | the domain's generation when filled
+    uint64_t out[kWays];     // leaf output base | perms
+    uint64_t unused[kWays];  // pads the set to two cache lines
   };
+  static_assert(sizeof(Set) == 128);
   // A counter only its reader writes: load + store, never a locked RMW; other
   // threads read it relaxed for stats.
   struct Counter {
@@ -161,7 +164,7 @@ class Iotlb {
     uint64_t get() const noexcept { return v.load(std::memory_order_relaxed); }
   };
   struct alignas(64) Reader {
-    Entry* entries = nullptr;
+    Set* sets = nullptr;
     uint64_t seq = 0;             // log records applied so far
     uint32_t victim = 0;          // round-robin way
     uint32_t per_leaf[3] = {};    // cached entries per leaf code, to skip empty sizes
@@ -181,16 +184,26 @@ class Iotlb {
   static constexpr unsigned code_shift(unsigned code) noexcept { return 12 + 9 * code; }
   static constexpr uint64_t make_key(uint64_t base, unsigned code) noexcept { return base | code << 1 | 1; }
   static size_t gen_slot(DomainId d) noexcept { return d.value & (kGenerationSlots - 1); }
-  Entry* set_of(const Reader& r, uint64_t key, uint32_t domain) const noexcept {
+  static constexpr uint64_t make_tag(uint32_t domain, uint32_t gen) noexcept {
+    return uint64_t{domain} << 32 | gen;
+  }
+  Set* set_of(const Reader& r, uint64_t key, uint32_t domain) const noexcept {
     const uint64_t h = XXH3_64bits_withSeed(&key, sizeof key, domain);
-    return r.entries + (h & set_mask_) * kWays;
+    return r.sets + (h & set_mask_);
+  }
+  // Bit w set when way w of `set` holds (key, tag); no data-dependent branch.
+  static unsigned match(const Set& set, uint64_t key, uint64_t tag) noexcept {
+    unsigned m = 0;
+    for (unsigned w = 0; w < kWays; ++w) m |= static_cast<unsigned>((set.key[w] == key) & (set.tag[w] == tag)) << w;
+    return m;
   }
 
-  const Entry* find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t iova) const noexcept;
+  bool find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Set** set,
+            unsigned* way) const noexcept;
   void fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Translation& t) noexcept;
   void flush_reader(Reader& r) noexcept;
   void apply_range(Reader& r, const Record& rec) noexcept;
-  void clear_entry(Reader& r, Entry& e) noexcept;
+  void clear_way(Reader& r, Set& set, unsigned w) noexcept;
 
   Rcu& rcu_;
   size_t set_mask_;  // sets - 1
@@ -209,15 +222,20 @@ class Iotlb {
   bool flush_all_pending_ = false;
 };
 
-inline const Iotlb::Entry* Iotlb::find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t iova) const noexcept {
+inline bool Iotlb::find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Set** set,
+                        unsigned* way) const noexcept {
+  const uint64_t tag = make_tag(domain, gen);
   for (unsigned code = 0; code < 3; ++code) {
     if (r.per_leaf[code] == 0) continue;
     const uint64_t key = make_key(iova & ~((uint64_t{1} << code_shift(code)) - 1), code);
-    const Entry* set = set_of(r, key, domain);
-    for (unsigned w = 0; w < kWays; ++w)
-      if (set[w].key == key && set[w].domain == domain && set[w].gen == gen) return &set[w];
+    const Set* s = set_of(r, key, domain);
+    if (const unsigned m = match(*s, key, tag)) {
+      *set = s;
+      *way = static_cast<unsigned>(__builtin_ctz(m));
+      return true;
+    }
   }
-  return nullptr;
+  return false;
 }
 
 inline Status Iotlb::translate(uint32_t reader, DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need,
@@ -226,12 +244,14 @@ inline Status Iotlb::translate(uint32_t reader, DomainId d, const IoPageTable& p
   // acquire: pairs with the release bump in sync(). Loaded before the walk, so
   // a fill from a walk older than a flush carries the older generation.
   const uint32_t gen = gens_[gen_slot(d)].load(std::memory_order_acquire);
-  if (const Entry* e = find(r, d.value, gen, iova)) [[likely]] {
+  const Set* set;
+  unsigned w;
+  if (find(r, d.value, gen, iova, &set, &w)) [[likely]] {
     r.hits.inc();
-    const uint64_t offset_mask = (uint64_t{1} << code_shift(static_cast<unsigned>(e->key >> 1 & 3))) - 1;
-    t->out = (e->out & pagetable::detail::kAddrMask) + (iova & offset_mask);
+    const uint64_t offset_mask = (uint64_t{1} << code_shift(static_cast<unsigned>(set->key[w] >> 1 & 3))) - 1;
+    t->out = (set->out[w] & pagetable::detail::kAddrMask) + (iova & offset_mask);
     t->leaf_size = offset_mask + 1;
-    t->perms = static_cast<uint8_t>(e->out & pagetable::kPermReadWrite);
+    t->perms = static_cast<uint8_t>(set->out[w] & pagetable::kPermReadWrite);
     return (t->perms & need) == need ? Status::kOk : Status::kFault;
   }
   r.misses.inc();
