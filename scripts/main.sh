@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build (Release), run the page-table
-# benchmarks and print their figures. Extra arguments go to the benchmark binary.
+# The main job: install what is missing, build (Release), run the page-table and
+# IOTLB benchmarks and print their figures. Extra arguments go to both binaries
+# (e.g. --benchmark_filter=BM_IotlbHit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh release
-exec build/release/bench/bench_pagetable "$@"
+build/release/bench/bench_pagetable "$@"
+build/release/bench/bench_iotlb "$@"

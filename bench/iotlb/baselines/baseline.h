@@ -28,6 +28,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "vxlate/common/range.h"
+
 namespace vxlate::bench {
 
 struct BaselineTranslation {
@@ -43,13 +45,7 @@ inline constexpr unsigned kBaselinePageShift = 12;
 inline constexpr uint64_t kBaselinePageSize = uint64_t{1} << kBaselinePageShift;
 inline constexpr uint64_t kBaselinePageMask = kBaselinePageSize - 1;
 
-// Inclusive last byte of [addr, addr + size); false for size 0 or a wrapping range.
-// Same contract as vxlate/common/range.h, repeated so the baselines need no target.
-constexpr bool range_last(uint64_t addr, uint64_t size, uint64_t* last) noexcept {
-  if (size == 0 || addr + (size - 1) < addr) return false;
-  *last = addr + (size - 1);
-  return true;
-}
+using vxlate::range_last;  // size 0 and wrapping ranges rejected, as everywhere in vxlate
 
 // An entry with `perm` serves an access needing `need` only if it grants all of it.
 constexpr bool perm_allows(uint8_t perm, uint8_t need) noexcept {

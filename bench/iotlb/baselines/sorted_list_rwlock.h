@@ -87,8 +87,13 @@ class SortedListRwlock {
 
   // Reader side, any thread; blocks while the writer holds the lock. The read lock
   // covers the whole burst, as vhost takes it once per enqueue/dequeue burst.
-  size_t translate_burst(std::span<const uint64_t> iovas, uint8_t need,
-                         BaselineTranslation* out) noexcept {
+  //
+  // noinline: inlined into bench_iotlb's timed loop, g++ 12 -O3 -DNDEBUG produced
+  // code whose returned count was always 0 (correct at -O2, with UBSan, with
+  // -fno-tree-pre -fno-gcse, and out of line). Not root-caused; one call per
+  // burst is noise next to the list walks.
+  [[gnu::noinline]] size_t translate_burst(std::span<const uint64_t> iovas, uint8_t need,
+                                           BaselineTranslation* out) noexcept {
     std::shared_lock lock(rwlock_);
     size_t hits = 0;
     for (size_t i = 0; i < iovas.size(); ++i) {
@@ -114,10 +119,7 @@ class SortedListRwlock {
     uint8_t perm = 0;
   };
 
-  // noinline: with this scan inlined into bench_iotlb's timed loop, g++ 12 at -O3
-  // produced a loop that never hit (correct at -O2, under UBSan, and out of line).
-  // Not root-caused yet; a call per lookup is noise next to the list walk.
-  [[gnu::noinline]] BaselineTranslation lookup(uint64_t iova, uint8_t need) const noexcept {
+  BaselineTranslation lookup(uint64_t iova, uint8_t need) const noexcept {
     for (const Node* n = head_.next; n != &head_; n = n->next) {
       if (iova < n->iova) break;
       if (iova - n->iova >= n->size) continue;
