@@ -1,0 +1,288 @@
+#include "vxlate/engine/device.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "vxlate/common/range.h"
+
+namespace vxlate::engine {
+
+namespace {
+
+uint32_t le32(std::span<const uint8_t> b, size_t off) {
+  return static_cast<uint32_t>(b[off]) | static_cast<uint32_t>(b[off + 1]) << 8 |
+         static_cast<uint32_t>(b[off + 2]) << 16 | static_cast<uint32_t>(b[off + 3]) << 24;
+}
+uint64_t le64(std::span<const uint8_t> b, size_t off) {
+  return static_cast<uint64_t>(le32(b, off)) | static_cast<uint64_t>(le32(b, off + 4)) << 32;
+}
+void put_le16(std::span<uint8_t> b, size_t off, uint16_t v) {
+  b[off] = static_cast<uint8_t>(v);
+  b[off + 1] = static_cast<uint8_t>(v >> 8);
+}
+void put_le64(std::span<uint8_t> b, size_t off, uint64_t v) {
+  for (int i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+bool all_zero(std::span<const uint8_t> b) {
+  return std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; });
+}
+
+size_t readable_size(uint8_t type) {
+  switch (type) {
+    case kReqAttach: return kAttachSize;
+    case kReqDetach: return kDetachSize;
+    case kReqMap: return kMapSize;
+    case kReqUnmap: return kUnmapSize;
+    case kReqProbe: return kProbeSize;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+Device::Device(const Config& config, Rcu& rcu, size_t iotlb_entries_per_reader)
+    : cfg_(config), rcu_(rcu), tlb_(rcu, iotlb_entries_per_reader), granule_(config.page_size_mask & -config.page_size_mask) {
+  if (granule_ < pagetable::kPageSize)
+    throw std::invalid_argument("Device: page_size_mask granule must be at least 4 KiB");
+  if (cfg_.input_start > cfg_.input_end || cfg_.input_end > pagetable::kIovaLast)
+    throw std::invalid_argument("Device: input range must be ordered and within 48 bits");
+  if (cfg_.domain_start > cfg_.domain_end || cfg_.endpoint_first > cfg_.endpoint_last)
+    throw std::invalid_argument("Device: domain and endpoint ranges must be ordered");
+}
+
+Device::~Device() = default;
+
+bool Device::endpoint_domain(EndpointId ep, DomainId* d) const noexcept {
+  auto it = attached_.find(ep.value);
+  if (it == attached_.end()) return false;
+  *d = DomainId{it->second};
+  return true;
+}
+
+uint32_t Device::handle(std::span<const uint8_t> readable, std::span<uint8_t> writable) noexcept {
+  Request r{readable, writable, 0};
+  handle_burst(std::span(&r, 1));
+  return r.used;
+}
+
+size_t Device::handle_burst(std::span<Request> requests) noexcept {
+  const size_t n = std::min(requests.size(), kMaxRequestBurst);
+  for (size_t i = 0; i < n; ++i) requests[i].used = apply(requests[i].readable, requests[i].writable);
+  // One grace period for every UNMAP and DETACH of the burst; the caller
+  // publishes the used entries only after this returns.
+  sync();
+  return n;
+}
+
+void Device::sync() noexcept {
+  if (tlb_.pending() != 0)
+    tlb_.sync();
+  else if (!dying_.empty())
+    rcu_.synchronize();
+  dying_.clear();
+}
+
+uint32_t Device::apply(std::span<const uint8_t> readable, std::span<uint8_t> writable) noexcept {
+  // Decisions: too short for its struct and tail, or unknown type: nothing
+  // written, used length 0.
+  if (readable.empty() || writable.size() < kTailSize) return 0;
+  const uint8_t type = readable[0];
+  const size_t need = readable_size(type);
+  if (need == 0 || readable.size() < need) return 0;
+  const std::span<const uint8_t> req = readable.first(need);
+
+  Status s = Status::kOk;
+  switch (type) {
+    case kReqAttach: s = attach(req); break;
+    case kReqDetach: s = detach(req); break;
+    case kReqMap: s = map(req); break;
+    case kReqUnmap: s = unmap(req); break;
+    case kReqProbe: s = probe(req, writable.first(writable.size() - kTailSize)); break;
+    default: return 0;
+  }
+  // The tail ends the writable part; its reserved bytes are zeroed.
+  std::span<uint8_t> tail = writable.last(kTailSize);
+  tail[0] = static_cast<uint8_t>(s);
+  tail[1] = tail[2] = tail[3] = 0;
+  return static_cast<uint32_t>(writable.size());
+}
+
+Status Device::attach(std::span<const uint8_t> req) noexcept {
+  const uint32_t domain = le32(req, 4);
+  const uint32_t ep = le32(req, 8);
+  const uint32_t flags = le32(req, 12);
+  if (!all_zero(req.subspan(16, 4)) || (flags & ~kAttachFlagBypass) != 0) return Status::kInval;
+  if (!domain_in_range(domain)) return Status::kRange;
+  if (!endpoint_exists(ep)) return Status::kNoEnt;
+  const bool bypass = (flags & kAttachFlagBypass) != 0;
+
+  auto it = domains_.find(domain);
+  if (it != domains_.end() && it->second->bypass != bypass) return Status::kInval;
+  auto cur = attached_.find(ep);
+  if (cur != attached_.end() && cur->second == domain) return Status::kOk;  // mappings kept
+  // Allocate everything before changing anything: a failure leaves the old
+  // attachment as it was.
+  try {
+    attached_.reserve(attached_.size() + 1);
+    dying_.reserve(dying_.size() + 1);
+    if (it == domains_.end()) {
+      // The endpoint's old domain may die below, but the cap counts domains alive now.
+      if (domains_.size() >= cfg_.max_domains) return Status::kNoMem;
+      it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, bypass)).first;
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::kNoMem;
+  }
+  // Moving ATTACH: DETACH from the old domain first (it may cease to exist).
+  if (cur != attached_.end()) detach_endpoint(ep);
+  attached_[ep] = domain;  // capacity reserved above
+  ++it->second->endpoints;
+  return Status::kOk;
+}
+
+void Device::detach_endpoint(uint32_t ep) noexcept {
+  auto cur = attached_.find(ep);
+  const uint32_t domain = cur->second;
+  attached_.erase(cur);
+  auto it = domains_.find(domain);
+  if (--it->second->endpoints != 0) return;
+  // The last endpoint left: the domain and all its mappings cease to exist and
+  // its id is free. Readers may still walk its table until the grace period of
+  // this burst's sync(); the IOTLB forgets it with the same sync.
+  mappings_ -= it->second->extents.size();
+  try {
+    tlb_.add_flush_domain(DomainId{domain});
+    dying_.push_back(std::move(it->second));
+  } catch (const std::bad_alloc&) {
+    // Cannot defer: flush the IOTLB and wait for the grace period now.
+    tlb_.add_flush_all();
+    tlb_.sync();
+    it->second.reset();
+  }
+  domains_.erase(it);
+}
+
+Status Device::detach(std::span<const uint8_t> req) noexcept {
+  const uint32_t domain = le32(req, 4);
+  const uint32_t ep = le32(req, 8);
+  if (!domain_in_range(domain)) return Status::kRange;
+  if (!endpoint_exists(ep)) return Status::kNoEnt;
+  auto cur = attached_.find(ep);
+  if (cur == attached_.end() || cur->second != domain) return Status::kInval;
+  detach_endpoint(ep);
+  return Status::kOk;
+}
+
+bool Device::overlaps_resv(const Domain& dom, uint32_t domain_id, uint64_t start, uint64_t end) const noexcept {
+  if (dom.endpoints == 0) return false;
+  for (const ResvRegion& r : cfg_.resv) {
+    if (r.start > end || r.end < start) continue;
+    if (r.all_endpoints) return true;
+    auto it = attached_.find(r.endpoint);
+    if (it != attached_.end() && it->second == domain_id) return true;
+  }
+  return false;
+}
+
+Status Device::map(std::span<const uint8_t> req) noexcept {
+  const uint32_t domain = le32(req, 4);
+  const uint64_t virt_start = le64(req, 8);
+  const uint64_t virt_end = le64(req, 16);
+  const uint64_t phys_start = le64(req, 24);
+  const uint32_t flags = le32(req, 32);
+  if ((flags & ~(kMapFlagRead | kMapFlagWrite | kMapFlagMmio)) != 0) return Status::kInval;
+  if ((flags & kMapFlagMmio) && !cfg_.feature_mmio) return Status::kInval;
+  if (!domain_in_range(domain)) return Status::kRange;
+  auto it = domains_.find(domain);
+  if (it == domains_.end()) return Status::kNoEnt;
+  Domain& dom = *it->second;
+  if (dom.bypass) return Status::kInval;
+  if (virt_end < virt_start) return Status::kInval;
+  if (virt_start < cfg_.input_start || virt_end > cfg_.input_end) return Status::kRange;
+  const uint64_t size = virt_end - virt_start + 1;  // no wrap: virt_end <= 48-bit input_end
+  uint64_t phys_last = 0;
+  if (!is_aligned(virt_start | phys_start | size, granule_) || !range_last(phys_start, size, &phys_last))
+    return Status::kRange;
+  // Overlap with an existing mapping: the last extent starting at or before virt_end.
+  auto next = dom.extents.upper_bound(virt_end);
+  if (next != dom.extents.begin() && std::prev(next)->second.virt_end >= virt_start) return Status::kInval;
+  if (overlaps_resv(dom, domain, virt_start, virt_end)) return Status::kInval;
+  if (mappings_ >= cfg_.max_mappings) return Status::kNoMem;
+
+  const uint8_t perms = static_cast<uint8_t>(((flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
+                                             ((flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
+  // A mapping without READ or WRITE exists for UNMAP and overlap purposes but
+  // grants no access, so it has no page-table entries.
+  if (perms != 0) {
+    const Status s = dom.pt.map(virt_start, phys_start, size, perms);
+    if (s != Status::kOk) return s == Status::kNoMem ? Status::kNoMem : Status::kDevErr;
+  }
+  try {
+    dom.extents.emplace(virt_start, Extent{virt_end, phys_start, flags});
+  } catch (const std::bad_alloc&) {
+    if (perms != 0) (void)dom.pt.unmap(virt_start, size);  // nothing was published to the guest
+    return Status::kNoMem;
+  }
+  ++mappings_;
+  return Status::kOk;
+}
+
+Status Device::unmap(std::span<const uint8_t> req) noexcept {
+  const uint32_t domain = le32(req, 4);
+  const uint64_t virt_start = le64(req, 8);
+  const uint64_t virt_end = le64(req, 16);
+  if (!all_zero(req.subspan(24, 4))) return Status::kInval;
+  if (!domain_in_range(domain)) return Status::kRange;
+  auto it = domains_.find(domain);
+  if (it == domains_.end()) return Status::kNoEnt;
+  Domain& dom = *it->second;
+  if (dom.bypass) return Status::kInval;
+  if (virt_end < virt_start) return Status::kInval;
+  // virtio-iommu: an UNMAP that would split a mapping fails with RANGE and
+  // removes nothing, so check both ends before changing anything.
+  auto first = dom.extents.upper_bound(virt_start);
+  if (first != dom.extents.begin() && std::prev(first)->second.virt_end >= virt_start) {
+    --first;
+    if (first->first < virt_start) return Status::kRange;
+  }
+  auto last = dom.extents.upper_bound(virt_end);
+  if (last != dom.extents.begin() && std::prev(last)->second.virt_end > virt_end) return Status::kRange;
+  for (auto e = first; e != last;) {
+    const uint64_t size = e->second.virt_end - e->first + 1;
+    if (e->second.flags & (kMapFlagRead | kMapFlagWrite)) {
+      // Cannot fail: whole leaves of this mapping are removed, never split.
+      (void)dom.pt.unmap(e->first, size);
+      tlb_.add_invalidate(DomainId{domain}, e->first, size);
+    }
+    e = dom.extents.erase(e);
+    --mappings_;
+  }
+  return Status::kOk;
+}
+
+Status Device::probe(std::span<const uint8_t> req, std::span<uint8_t> props) noexcept {
+  const uint32_t ep = le32(req, 4);
+  if (!endpoint_exists(ep)) return Status::kNoEnt;
+  if (props.size() < cfg_.probe_size) return Status::kInval;
+  props = props.first(cfg_.probe_size);
+  size_t need = 0;
+  for (const ResvRegion& r : cfg_.resv)
+    if (r.all_endpoints || r.endpoint == ep) need += kResvMemPropSize;
+  if (need > props.size()) return Status::kInval;  // no property written
+  std::memset(props.data(), 0, props.size());  // unused bytes zeroed; type 0 ends the list
+  size_t off = 0;
+  for (const ResvRegion& r : cfg_.resv) {
+    if (!r.all_endpoints && r.endpoint != ep) continue;
+    put_le16(props, off, kProbeTypeResvMem);
+    put_le16(props, off + 2, 20);
+    props[off + 4] = r.subtype;
+    put_le64(props, off + 8, r.start);
+    put_le64(props, off + 16, r.end);
+    off += kResvMemPropSize;
+  }
+  return Status::kOk;
+}
+
+}  // namespace vxlate::engine

@@ -1,0 +1,287 @@
+// Device request-side conformance: wire layouts, used lengths, the spec's seven
+// UNMAP examples, Decisions rows, domain lifetime, caps, and burst == one at a time.
+#include "vxlate/engine/device.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace vxlate::engine {
+namespace {
+
+void put32(std::vector<uint8_t>& b, size_t off, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+void put64(std::vector<uint8_t>& b, size_t off, uint64_t v) {
+  for (int i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+std::vector<uint8_t> attach_req(uint32_t domain, uint32_t ep, uint32_t flags = 0) {
+  std::vector<uint8_t> b(kAttachSize, 0);
+  b[0] = kReqAttach;
+  put32(b, 4, domain);
+  put32(b, 8, ep);
+  put32(b, 12, flags);
+  return b;
+}
+std::vector<uint8_t> detach_req(uint32_t domain, uint32_t ep) {
+  std::vector<uint8_t> b(kDetachSize, 0);
+  b[0] = kReqDetach;
+  put32(b, 4, domain);
+  put32(b, 8, ep);
+  return b;
+}
+std::vector<uint8_t> map_req(uint32_t domain, uint64_t start, uint64_t end, uint64_t phys, uint32_t flags) {
+  std::vector<uint8_t> b(kMapSize, 0);
+  b[0] = kReqMap;
+  put32(b, 4, domain);
+  put64(b, 8, start);
+  put64(b, 16, end);
+  put64(b, 24, phys);
+  put32(b, 32, flags);
+  return b;
+}
+std::vector<uint8_t> unmap_req(uint32_t domain, uint64_t start, uint64_t end) {
+  std::vector<uint8_t> b(kUnmapSize, 0);
+  b[0] = kReqUnmap;
+  put32(b, 4, domain);
+  put64(b, 8, start);
+  put64(b, 16, end);
+  return b;
+}
+
+constexpr uint32_t kRW = kMapFlagRead | kMapFlagWrite;
+constexpr uint64_t kPage = 4096;
+
+class DeviceTest : public ::testing::Test {
+ protected:
+  // Sends one request; returns its status, or -1 when the used length was 0.
+  int send(const std::vector<uint8_t>& readable, size_t writable_size = kTailSize) {
+    std::vector<uint8_t> w(writable_size, 0xff);
+    const uint32_t used = dev_->handle(readable, w);
+    if (used == 0) {
+      for (uint8_t b : w) EXPECT_EQ(b, 0xff) << "nothing may be written when used is 0";
+      return -1;
+    }
+    EXPECT_EQ(used, writable_size);
+    EXPECT_EQ(w[writable_size - 3], 0);  // tail.reserved zeroed
+    EXPECT_EQ(w[writable_size - 2], 0);
+    EXPECT_EQ(w[writable_size - 1], 0);
+    last_ = w;
+    return w[writable_size - kTailSize];
+  }
+  // map/unmap in 4 KiB units, inclusive page numbers as in the spec's examples.
+  int map_pages(uint32_t d, uint64_t first, uint64_t last) {
+    return send(map_req(d, first * kPage, (last + 1) * kPage - 1, 0x100000000 + first * kPage, kRW));
+  }
+  int unmap_pages(uint32_t d, uint64_t first, uint64_t last) {
+    return send(unmap_req(d, first * kPage, (last + 1) * kPage - 1));
+  }
+
+  static constexpr int kOk = static_cast<int>(Status::kOk);
+  static constexpr int kInval = static_cast<int>(Status::kInval);
+  static constexpr int kRange = static_cast<int>(Status::kRange);
+  static constexpr int kNoEnt = static_cast<int>(Status::kNoEnt);
+  static constexpr int kNoMem = static_cast<int>(Status::kNoMem);
+
+  Config cfg_;
+  Rcu rcu_{2};
+  std::unique_ptr<Device> dev_ = std::make_unique<Device>(cfg_, rcu_);
+  std::vector<uint8_t> last_;
+};
+
+TEST_F(DeviceTest, ShortOrUnknownRequestsWriteNothing) {
+  auto a = attach_req(1, 0);
+  a.pop_back();
+  EXPECT_EQ(send(a), -1);                               // readable too short
+  EXPECT_EQ(send(attach_req(1, 0), 3), -1);             // no room for the tail
+  EXPECT_EQ(send(std::vector<uint8_t>(64, 0)), -1);     // type 0
+  std::vector<uint8_t> unknown(64, 0);
+  unknown[0] = 6;
+  EXPECT_EQ(send(unknown), -1);
+  EXPECT_EQ(send({}), -1);
+  // Longer readable parts are fine; head.reserved is ignored.
+  auto longer = attach_req(1, 0);
+  longer[1] = 0xaa;
+  longer.resize(64, 0x55);
+  EXPECT_EQ(send(longer), kOk);
+}
+
+// The spec's seven UNMAP examples, each from an empty domain.
+TEST_F(DeviceTest, SpecUnmapExamples) {
+  struct Step {
+    bool map;
+    uint64_t first, last;
+    int want;
+  };
+  const std::vector<std::vector<Step>> examples = {
+      {{false, 0, 4, kOk}},
+      {{true, 0, 9, kOk}, {false, 0, 9, kOk}},
+      {{true, 0, 4, kOk}, {true, 5, 9, kOk}, {false, 0, 9, kOk}},
+      {{true, 0, 9, kOk}, {false, 0, 4, kRange}},
+      {{true, 0, 4, kOk}, {true, 5, 9, kOk}, {false, 0, 4, kOk}},
+      {{true, 0, 4, kOk}, {false, 0, 9, kOk}},
+      {{true, 0, 4, kOk}, {true, 10, 14, kOk}, {false, 0, 14, kOk}},
+  };
+  // What is left mapped after each example, probed by re-mapping single pages.
+  const std::vector<std::vector<uint64_t>> still_mapped = {{}, {}, {}, {0, 4, 5, 9}, {5, 9}, {}, {}};
+  for (size_t i = 0; i < examples.size(); ++i) {
+    SCOPED_TRACE(i);
+    const uint32_t d = 10 + static_cast<uint32_t>(i);
+    ASSERT_EQ(send(attach_req(d, static_cast<uint32_t>(i))), kOk);
+    for (const Step& s : examples[i])
+      EXPECT_EQ(s.map ? map_pages(d, s.first, s.last) : unmap_pages(d, s.first, s.last), s.want);
+    for (uint64_t p = 0; p < 15; ++p) {
+      const bool mapped = std::find(still_mapped[i].begin(), still_mapped[i].end(), p) != still_mapped[i].end();
+      if (i == 3 && p < 10) continue;  // one 0-9 mapping: checked below
+      if (i == 4 && p >= 5 && p <= 9) continue;
+      EXPECT_EQ(map_pages(d, p, p), mapped ? kInval : kOk) << p;
+    }
+    if (i == 3 || i == 4) {
+      EXPECT_EQ(map_pages(d, 7, 7), kInval);  // the 0-9 (example 3) or 5-9 (example 4) mapping survived
+    }
+  }
+}
+
+TEST_F(DeviceTest, AttachRules) {
+  auto bad = attach_req(1, 0);
+  bad[17] = 1;
+  EXPECT_EQ(send(bad), kInval);                          // reserved != 0
+  EXPECT_EQ(send(attach_req(1, 0, 2)), kInval);          // unknown flag
+  EXPECT_EQ(send(attach_req(1, 0x10000)), kNoEnt);       // endpoint does not exist
+  ASSERT_EQ(send(attach_req(1, 0)), kOk);
+  ASSERT_EQ(map_pages(1, 0, 3), kOk);
+  EXPECT_EQ(send(attach_req(1, 0)), kOk);                // same domain: nothing changes
+  EXPECT_EQ(map_pages(1, 0, 0), kInval);                 // mapping kept
+  ASSERT_EQ(send(attach_req(2, 1, kAttachFlagBypass)), kOk);
+  EXPECT_EQ(send(attach_req(2, 0)), kInval);             // kind mismatch
+  EXPECT_EQ(send(attach_req(1, 1, kAttachFlagBypass)), kInval);
+  DomainId d{};
+  ASSERT_TRUE(dev_->endpoint_domain(EndpointId{0}, &d));
+  EXPECT_EQ(d.value, 1u);                                // old attachment unchanged
+  EXPECT_EQ(map_pages(2, 0, 0), kInval);                 // MAP on a bypass domain
+  EXPECT_EQ(unmap_pages(2, 0, 0), kInval);
+}
+
+TEST_F(DeviceTest, RangesAndCheckOrder) {
+  cfg_.domain_start = 1;
+  cfg_.domain_end = 8;
+  cfg_.feature_mmio = false;
+  dev_ = std::make_unique<Device>(cfg_, rcu_);
+  EXPECT_EQ(send(attach_req(9, 0x10000)), kRange);       // range before endpoint
+  EXPECT_EQ(send(detach_req(0, 0)), kRange);
+  EXPECT_EQ(send(detach_req(1, 0x10000)), kNoEnt);
+  EXPECT_EQ(send(detach_req(1, 0)), kInval);             // not attached there
+  EXPECT_EQ(send(map_req(9, 0, kPage - 1, 0, 8)), kInval);     // flags first
+  EXPECT_EQ(send(map_req(9, 0, kPage - 1, 0, kMapFlagMmio)), kInval);  // MMIO not negotiated
+  EXPECT_EQ(send(map_req(9, 0, kPage - 1, 0, kRW)), kRange);
+  EXPECT_EQ(send(map_req(2, 0, kPage - 1, 0, kRW)), kNoEnt);
+  EXPECT_EQ(send(unmap_req(2, 0, kPage - 1)), kNoEnt);
+  ASSERT_EQ(send(attach_req(2, 0)), kOk);
+  EXPECT_EQ(send(map_req(2, kPage, 0, 0, kRW)), kInval);                 // end < start
+  EXPECT_EQ(send(map_req(2, 0, uint64_t{1} << 48, 0, kRW)), kRange);     // past input range
+  EXPECT_EQ(send(map_req(2, 1, kPage, 0, kRW)), kRange);                 // misaligned start
+  EXPECT_EQ(send(map_req(2, 0, kPage - 1, 1, kRW)), kRange);             // misaligned phys
+  EXPECT_EQ(send(map_req(2, 0, kPage, 0, kRW)), kRange);                 // end+1 misaligned
+  EXPECT_EQ(send(map_req(2, 0xfee00000, 0xfee00fff, 0, kRW)), kInval);   // MSI RESV_MEM
+  auto u = unmap_req(2, 0, kPage - 1);
+  u[25] = 1;
+  EXPECT_EQ(send(u), kInval);                                            // UNMAP reserved
+}
+
+TEST_F(DeviceTest, ProbeReportsResvMem) {
+  constexpr size_t kW = 512 + kTailSize;
+  std::vector<uint8_t> p(kProbeSize, 0);
+  p[0] = kReqProbe;
+  put32(p, 4, 3);
+  ASSERT_EQ(send(p, kW), kOk);
+  const std::array<uint8_t, 24> want = {1, 0, 20, 0, 1, 0, 0, 0, 0, 0, 0xe0, 0xfe, 0, 0, 0, 0,
+                                        0xff, 0xff, 0xef, 0xfe, 0, 0, 0, 0};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(last_[i], want[i]) << i;
+  for (size_t i = want.size(); i < 512; ++i) ASSERT_EQ(last_[i], 0) << i;  // zero fill
+  EXPECT_EQ(send(p, kW - 1), kInval);                    // writable shorter than probe_size + 4
+  put32(p, 4, 0x10000);
+  EXPECT_EQ(send(p, kW), kNoEnt);
+  cfg_.probe_size = 16;                                  // the property does not fit
+  dev_ = std::make_unique<Device>(cfg_, rcu_);
+  put32(p, 4, 3);
+  EXPECT_EQ(send(p, 16 + kTailSize), kInval);
+}
+
+TEST_F(DeviceTest, DomainDiesWithItsLastEndpoint) {
+  ASSERT_EQ(send(attach_req(5, 1)), kOk);
+  ASSERT_EQ(send(attach_req(5, 2)), kOk);
+  ASSERT_EQ(map_pages(5, 0, 99), kOk);
+  EXPECT_EQ(dev_->mapping_count(), 1u);
+  ASSERT_EQ(send(attach_req(6, 1)), kOk);                // moving ATTACH: 5 keeps endpoint 2
+  EXPECT_EQ(dev_->domain_count(), 2u);
+  ASSERT_EQ(send(detach_req(5, 2)), kOk);                // last endpoint: 5 and its mapping go
+  EXPECT_EQ(dev_->domain_count(), 1u);
+  EXPECT_EQ(dev_->mapping_count(), 0u);
+  ASSERT_EQ(send(attach_req(5, 2)), kOk);                // Linux replays every MAP here
+  EXPECT_EQ(map_pages(5, 0, 99), kOk);
+  ASSERT_EQ(send(attach_req(6, 2)), kOk);                // moving ATTACH kills 5 too
+  EXPECT_EQ(dev_->domain_count(), 1u);
+  EXPECT_EQ(send(detach_req(5, 2)), kInval);
+}
+
+TEST_F(DeviceTest, CapsGiveNoMem) {
+  cfg_.max_domains = 2;
+  cfg_.max_mappings = 3;
+  dev_ = std::make_unique<Device>(cfg_, rcu_);
+  ASSERT_EQ(send(attach_req(1, 1)), kOk);
+  ASSERT_EQ(send(attach_req(2, 2)), kOk);
+  EXPECT_EQ(send(attach_req(3, 3)), kNoMem);
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_EQ(map_pages(1, i, i), kOk);
+  EXPECT_EQ(map_pages(2, 0, 0), kNoMem);
+  ASSERT_EQ(unmap_pages(1, 0, 0), kOk);
+  EXPECT_EQ(map_pages(2, 0, 0), kOk);
+}
+
+// A burst gives exactly the results of the same requests one at a time.
+TEST(DeviceBurst, SameResultsAsOneAtATime) {
+  std::mt19937_64 rng(5);
+  std::vector<std::vector<uint8_t>> reqs;
+  for (int i = 0; i < 3000; ++i) {
+    const uint32_t d = static_cast<uint32_t>(rng() % 4);
+    const uint32_t ep = static_cast<uint32_t>(rng() % 6);
+    const uint64_t a = (rng() % 64) * kPage;
+    const uint64_t b = a + (1 + rng() % 8) * kPage - 1;
+    switch (rng() % 6) {
+      case 0: reqs.push_back(attach_req(d, ep, rng() % 8 == 0 ? kAttachFlagBypass : 0)); break;
+      case 1: reqs.push_back(detach_req(d, ep)); break;
+      case 2:
+      case 3: reqs.push_back(map_req(d, a, b, (rng() % 64) * kPage, static_cast<uint32_t>(rng() % 4))); break;
+      default: reqs.push_back(unmap_req(d, a, b)); break;
+    }
+  }
+  Config cfg;
+  Rcu rcu(1);
+  Device one(cfg, rcu), burst(cfg, rcu);
+  std::vector<std::array<uint8_t, kTailSize>> out_one(reqs.size()), out_burst(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) ASSERT_EQ(one.handle(reqs[i], out_one[i]), kTailSize);
+  std::vector<Request> batch;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    batch.push_back(Request{reqs[i], out_burst[i], 0});
+    if (batch.size() == 37 || i + 1 == reqs.size()) {
+      ASSERT_EQ(burst.handle_burst(batch), batch.size());
+      for (const Request& r : batch) ASSERT_EQ(r.used, kTailSize);
+      batch.clear();
+    }
+  }
+  int ok = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_EQ(out_one[i], out_burst[i]) << "request " << i;
+    ok += out_one[i][0] == 0;
+  }
+  EXPECT_GT(ok, 500);  // the sequence did real work, not only errors
+  EXPECT_EQ(one.mapping_count(), burst.mapping_count());
+  EXPECT_EQ(one.domain_count(), burst.domain_count());
+}
+
+}  // namespace
+}  // namespace vxlate::engine
