@@ -50,9 +50,19 @@ Device::Device(const Config& config, Rcu& rcu, size_t iotlb_entries_per_reader)
     throw std::invalid_argument("Device: input range must be ordered and within 48 bits");
   if (cfg_.domain_start > cfg_.domain_end || cfg_.endpoint_first > cfg_.endpoint_last)
     throw std::invalid_argument("Device: domain and endpoint ranges must be ordered");
+  const uint64_t endpoints = uint64_t{cfg_.endpoint_last} - cfg_.endpoint_first + 1;
+  if (endpoints > kMaxEndpoints) throw std::invalid_argument("Device: more than kMaxEndpoints endpoints");
+  ep_table_ = std::make_unique<std::atomic<const Domain*>[]>(endpoints);
+  rings_ = std::make_unique<FaultRing[]>(rcu.max_readers());
 }
 
-Device::~Device() = default;
+Device::~Device() { delete mem_.load(std::memory_order_relaxed); }
+
+void Device::publish_endpoint(uint32_t ep, const Domain* d) noexcept {
+  // release: the domain (its table root, id, kind) is visible to a reader that
+  // loads this pointer (acquire in translate_impl()).
+  ep_table_[ep - cfg_.endpoint_first].store(d, std::memory_order_release);
+}
 
 bool Device::endpoint_domain(EndpointId ep, DomainId* d) const noexcept {
   auto it = attached_.find(ep.value);
@@ -78,10 +88,11 @@ size_t Device::handle_burst(std::span<Request> requests) noexcept {
 
 void Device::sync() noexcept {
   if (tlb_.pending() != 0)
-    tlb_.sync();
-  else if (!dying_.empty())
+    tlb_.sync();  // one grace period, covering the endpoint changes too
+  else if (need_grace_ || !dying_.empty())
     rcu_.synchronize();
   dying_.clear();
+  need_grace_ = false;
 }
 
 uint32_t Device::apply(std::span<const uint8_t> readable, std::span<uint8_t> writable) noexcept {
@@ -130,7 +141,7 @@ Status Device::attach(std::span<const uint8_t> req) noexcept {
     if (it == domains_.end()) {
       // The endpoint's old domain may die below, but the cap counts domains alive now.
       if (domains_.size() >= cfg_.max_domains) return Status::kNoMem;
-      it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, bypass)).first;
+      it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, domain, bypass)).first;
     }
   } catch (const std::bad_alloc&) {
     return Status::kNoMem;
@@ -139,6 +150,7 @@ Status Device::attach(std::span<const uint8_t> req) noexcept {
   if (cur != attached_.end()) detach_endpoint(ep);
   attached_[ep] = domain;  // capacity reserved above
   ++it->second->endpoints;
+  publish_endpoint(ep, it->second.get());
   return Status::kOk;
 }
 
@@ -146,6 +158,8 @@ void Device::detach_endpoint(uint32_t ep) noexcept {
   auto cur = attached_.find(ep);
   const uint32_t domain = cur->second;
   attached_.erase(cur);
+  publish_endpoint(ep, nullptr);
+  need_grace_ = true;  // a reader may still translate through the old domain
   auto it = domains_.find(domain);
   if (--it->second->endpoints != 0) return;
   // The last endpoint left: the domain and all its mappings cease to exist and
@@ -283,6 +297,165 @@ Status Device::probe(std::span<const uint8_t> req, std::span<uint8_t> props) noe
     off += kResvMemPropSize;
   }
   return Status::kOk;
+}
+
+// --- guest memory ----------------------------------------------------------------
+
+Status Device::set_mem_table(std::span<const MemRegion> regions) noexcept {
+  if (regions.size() > kMaxMemRegions) return Status::kInval;
+  MemTable* table = nullptr;
+  try {
+    table = new MemTable{std::vector<MemRegion>(regions.begin(), regions.end())};
+  } catch (const std::bad_alloc&) {
+    return Status::kNoMem;
+  }
+  auto& r = table->regions;
+  std::sort(r.begin(), r.end(), [](const MemRegion& a, const MemRegion& b) { return a.gpa < b.gpa; });
+  uint64_t last = 0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    uint64_t hva_last = 0;
+    const bool ok = range_last(r[i].gpa, r[i].size, &last) && range_last(r[i].hva, r[i].size, &hva_last) &&
+                    (i + 1 == r.size() || r[i + 1].gpa > last);
+    if (!ok) {
+      delete table;
+      return Status::kInval;
+    }
+  }
+  // acq_rel: release publishes the new table (acquire in translate_impl()).
+  const MemTable* old = mem_.exchange(table, std::memory_order_acq_rel);
+  rcu_.synchronize();  // no reader still uses the old table
+  delete old;
+  return Status::kOk;
+}
+
+// --- data path -------------------------------------------------------------------
+
+Status Device::translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+                         std::span<Segment> segs, size_t* nsegs) noexcept {
+  return translate_impl(reader, ep, iova, len, access, segs, nsegs, true);
+}
+
+Status Device::translate_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+                             std::span<Segment> segs, size_t* nsegs) noexcept {
+  return translate_impl(reader, ep, iova, len, access, segs, nsegs, false);
+}
+
+Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+                              std::span<Segment> segs, size_t* nsegs, bool to_hva) noexcept {
+  *nsegs = 0;
+  uint64_t last = 0;
+  if (!range_last(iova, len, &last) || (access & pagetable::kPermReadWrite) == 0 ||
+      (access & ~pagetable::kPermReadWrite) != 0)
+    return Status::kInval;
+  if (!endpoint_exists(ep.value)) return Status::kInval;
+  // acquire: pairs with the release in publish_endpoint().
+  const Domain* dom = ep_table_[ep.value - cfg_.endpoint_first].load(std::memory_order_acquire);
+  bool identity = false;
+  if (dom == nullptr) {
+    // Spec: an unattached endpoint bypasses iff BYPASS_CONFIG and bypass = 1.
+    if (!(cfg_.feature_bypass_config && cfg_.bypass == 1)) {
+      report_fault(reader, kFaultReasonDomain, access, ep.value, iova);
+      return Status::kFault;
+    }
+    identity = true;
+  } else {
+    identity = dom->bypass;
+  }
+  // acquire: pairs with the release in set_mem_table().
+  const MemTable* mem = to_hva ? mem_.load(std::memory_order_acquire) : nullptr;
+  size_t n = 0;
+  uint64_t pos = iova;
+  for (;;) {
+    uint64_t gpa = pos;
+    uint64_t chunk_last = last;
+    if (!identity) {
+      pagetable::Translation t;
+      if (tlb_.translate(reader, DomainId{dom->id}, dom->pt, pos, access, &t) != Status::kOk) {
+        report_fault(reader, kFaultReasonMapping, access, ep.value, pos);
+        return Status::kFault;
+      }
+      gpa = t.out;
+      chunk_last = std::min(last, pos | (t.leaf_size - 1));
+    }
+    uint64_t addr = gpa;
+    if (to_hva) {
+      // The region holding gpa: the last one starting at or below it.
+      const MemRegion* reg = nullptr;
+      if (mem != nullptr) {
+        auto it = std::upper_bound(mem->regions.begin(), mem->regions.end(), gpa,
+                                   [](uint64_t g, const MemRegion& r) { return g < r.gpa; });
+        if (it != mem->regions.begin() && gpa - std::prev(it)->gpa < std::prev(it)->size) reg = &*std::prev(it);
+      }
+      if (reg == nullptr) {
+        // No guest memory behind this byte: the access faults as a whole.
+        report_fault(reader, kFaultReasonMapping, access, ep.value, pos);
+        return Status::kFault;
+      }
+      const uint64_t left_in_region = reg->gpa + (reg->size - 1) - gpa;  // bytes after gpa
+      if (left_in_region < chunk_last - pos) chunk_last = pos + left_in_region;
+      addr = reg->hva + (gpa - reg->gpa);
+    }
+    const uint64_t chunk = chunk_last - pos + 1;
+    if (n > 0 && segs[n - 1].addr + segs[n - 1].len == addr) {
+      segs[n - 1].len += chunk;
+    } else {
+      if (n == segs.size()) return Status::kInval;
+      segs[n++] = Segment{addr, chunk};
+    }
+    if (chunk_last == last) break;
+    pos = chunk_last + 1;
+  }
+  *nsegs = n;
+  return Status::kOk;
+}
+
+void Device::report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova) noexcept {
+  FaultRing& ring = rings_[reader];
+  auto drop = [&ring] { ring.dropped.store(ring.dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); };
+  // acquire: pairs with the release increment in drain_events(); a new window
+  // resets this reader's per-endpoint counts.
+  const uint64_t window = drain_window_.load(std::memory_order_acquire);
+  if (window != ring.window) {
+    ring.window = window;
+    std::fill(std::begin(ring.count_n), std::end(ring.count_n), 0);
+    std::fill(std::begin(ring.count_ep), std::end(ring.count_ep), 0);
+  }
+  // Direct-mapped per-endpoint counts (ep + 1, so 0 means empty). Colliding
+  // endpoints share a slot's budget fairly enough; the ring size bounds the rest.
+  const unsigned slot = ep & 15;
+  if (ring.count_ep[slot] != ep + 1) {
+    ring.count_ep[slot] = ep + 1;
+    ring.count_n[slot] = 0;
+  }
+  if (ring.count_n[slot] >= kMaxFaultsPerEndpoint) return drop();
+  const uint32_t head = ring.head.load(std::memory_order_relaxed);  // only this reader stores
+  // acquire: pairs with the release in drain_events(): the slot was consumed.
+  if (head - ring.tail.load(std::memory_order_acquire) >= kFaultRingSize) return drop();
+  ++ring.count_n[slot];
+  uint32_t flags = kFaultFlagAddress;
+  if (access & pagetable::kPermRead) flags |= kFaultFlagRead;
+  if (access & pagetable::kPermWrite) flags |= kFaultFlagWrite;
+  ring.ev[head % kFaultRingSize] = FaultEvent{reason, flags, ep, iova};
+  ring.head.store(head + 1, std::memory_order_release);  // pairs with the acquire in drain_events()
+}
+
+size_t Device::drain_events(std::span<FaultEvent> out) noexcept {
+  size_t n = 0;
+  for (uint32_t r = 0; r < rcu_.max_readers(); ++r) {
+    FaultRing& ring = rings_[r];
+    uint32_t tail = ring.tail.load(std::memory_order_relaxed);  // only drain stores
+    const uint32_t head = ring.head.load(std::memory_order_acquire);  // pairs with report_fault()
+    while (tail != head && n < out.size()) out[n++] = ring.ev[tail++ % kFaultRingSize];
+    ring.tail.store(tail, std::memory_order_release);  // the slots may be reused
+  }
+  drain_window_.fetch_add(1, std::memory_order_release);  // pairs with report_fault()'s acquire
+  return n;
+}
+
+uint64_t Device::events_dropped() const noexcept {
+  uint64_t n = 0;
+  for (uint32_t r = 0; r < rcu_.max_readers(); ++r) n += rings_[r].dropped.load(std::memory_order_relaxed);
+  return n;
 }
 
 }  // namespace vxlate::engine

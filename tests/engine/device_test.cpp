@@ -285,3 +285,127 @@ TEST(DeviceBurst, SameResultsAsOneAtATime) {
 
 }  // namespace
 }  // namespace vxlate::engine
+
+namespace vxlate::engine {
+namespace {
+
+// The data path: an online reader translating through the device.
+class TranslateTest : public DeviceTest {
+ protected:
+  void SetUp() override {
+    id_ = rcu_.register_reader();
+    const MemRegion mem[] = {{0x100000000, 0x100000, 0x7f0000000000}, {0x100100000, 0x100000, 0x7f1000000000}};
+    ASSERT_EQ(dev_->set_mem_table(mem), Status::kOk);
+  }
+  void TearDown() override { rcu_.unregister_reader(id_); }
+  // Online only around the translation: handle() waits for online readers.
+  Status tr(uint32_t ep, uint64_t iova, uint64_t len, uint8_t access, std::vector<Segment>* out,
+            bool gpa = false) {
+    Segment segs[8];
+    size_t n = 0;
+    dev_->iotlb().online(id_);
+    const Status s = gpa ? dev_->translate_gpa(id_, EndpointId{ep}, iova, len, access, segs, &n)
+                         : dev_->translate(id_, EndpointId{ep}, iova, len, access, segs, &n);
+    dev_->iotlb().offline(id_);
+    out->assign(segs, segs + n);
+    return s;
+  }
+  std::vector<FaultEvent> drain() {
+    FaultEvent ev[64];
+    const size_t n = dev_->drain_events(ev);
+    return {ev, ev + n};
+  }
+  uint32_t id_ = 0;
+};
+
+TEST_F(TranslateTest, SplitsAtMappingAndRegionBoundariesAndMerges) {
+  ASSERT_EQ(send(attach_req(1, 7)), kOk);
+  // Two adjacent mappings to adjacent GPAs (merge), the second crossing into
+  // the next memory region (split).
+  ASSERT_EQ(send(map_req(1, 0x10000, 0x10fff, 0x1000ff000, kMapFlagRead)), kOk);
+  ASSERT_EQ(send(map_req(1, 0x11000, 0x12fff, 0x100100000, kRW)), kOk);
+  std::vector<Segment> s;
+  ASSERT_EQ(tr(7, 0x10800, 0x2000, pagetable::kPermRead, &s), Status::kOk);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].addr, 0x7f0000000000u + 0xff800);
+  EXPECT_EQ(s[0].len, 0x800u);
+  EXPECT_EQ(s[1].addr, 0x7f1000000000u);
+  EXPECT_EQ(s[1].len, 0x1800u);
+  ASSERT_EQ(tr(7, 0x10800, 0x2000, pagetable::kPermRead, &s, /*gpa=*/true), Status::kOk);
+  ASSERT_EQ(s.size(), 1u);  // contiguous in GPA: merged
+  EXPECT_EQ(s[0].addr, 0x1000ff800u);
+  EXPECT_EQ(s[0].len, 0x2000u);
+  // A write needs WRITE on every byte: the first page is read-only.
+  EXPECT_EQ(tr(7, 0x10800, 0x2000, pagetable::kPermWrite, &s), Status::kFault);
+  // Past the mapped range, and into no guest memory.
+  EXPECT_EQ(tr(7, 0x12f00, 0x200, pagetable::kPermRead, &s), Status::kFault);
+  ASSERT_EQ(send(map_req(1, 0x20000, 0x20fff, 0x300000000, kRW)), kOk);
+  EXPECT_EQ(tr(7, 0x20000, 16, pagetable::kPermRead, &s), Status::kFault);
+  EXPECT_EQ(tr(7, 0x20000, 16, pagetable::kPermRead, &s, /*gpa=*/true), Status::kOk);
+  const auto ev = drain();
+  ASSERT_EQ(ev.size(), 3u);
+  EXPECT_EQ(ev[0].reason, kFaultReasonMapping);
+  EXPECT_EQ(ev[0].flags, kFaultFlagWrite | kFaultFlagAddress);
+  EXPECT_EQ(ev[0].address, 0x10800u);
+  EXPECT_EQ(ev[1].address, 0x13000u);  // the first faulting byte
+  EXPECT_EQ(ev[2].address, 0x20000u);
+  EXPECT_EQ(tr(7, 0, 0, pagetable::kPermRead, &s), Status::kInval);
+  EXPECT_EQ(tr(7, ~uint64_t{0}, 2, pagetable::kPermRead, &s), Status::kInval);
+}
+
+TEST_F(TranslateTest, UnmapTakesEffectWhenTheRequestCompletes) {
+  ASSERT_EQ(send(attach_req(1, 7)), kOk);
+  ASSERT_EQ(send(map_req(1, 0x10000, 0x10fff, 0x100000000, kRW)), kOk);
+  std::vector<Segment> s;
+  ASSERT_EQ(tr(7, 0x10000, 8, pagetable::kPermRead, &s), Status::kOk);  // cached now
+  ASSERT_EQ(send(unmap_req(1, 0x10000, 0x10fff)), kOk);
+  EXPECT_EQ(tr(7, 0x10000, 8, pagetable::kPermRead, &s), Status::kFault);
+}
+
+TEST_F(TranslateTest, BypassRulesAndDomainFaults) {
+  std::vector<Segment> s;
+  EXPECT_EQ(tr(9, 0x100000000, 8, pagetable::kPermRead, &s), Status::kFault);  // unattached
+  auto ev = drain();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].reason, kFaultReasonDomain);
+  EXPECT_EQ(ev[0].endpoint, 9u);
+  ASSERT_EQ(send(attach_req(3, 9, kAttachFlagBypass)), kOk);  // bypass domain: identity
+  ASSERT_EQ(tr(9, 0x100000010, 8, pagetable::kPermWrite, &s), Status::kOk);
+  EXPECT_EQ(s[0].addr, 0x7f0000000010u);
+  cfg_.bypass = 1;  // BYPASS_CONFIG + bypass = 1: unattached endpoints bypass
+  dev_ = std::make_unique<Device>(cfg_, rcu_);
+  const MemRegion mem[] = {{0x100000000, 0x100000, 0x7f0000000000}};
+  ASSERT_EQ(dev_->set_mem_table(mem), Status::kOk);
+  ASSERT_EQ(tr(9, 0x100000010, 8, pagetable::kPermRead, &s), Status::kOk);
+  EXPECT_EQ(s[0].addr, 0x7f0000000010u);
+  ASSERT_EQ(send(attach_req(1, 9)), kOk);  // attached to a normal domain: translated
+  EXPECT_EQ(tr(9, 0x100000010, 8, pagetable::kPermRead, &s), Status::kFault);
+}
+
+TEST_F(TranslateTest, FaultEventsAreRateLimitedPerEndpoint) {
+  std::vector<Segment> s;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(tr(20, 0x1000 * i, 8, pagetable::kPermRead, &s), Status::kFault);
+    ASSERT_EQ(tr(21, 0x1000 * i, 8, pagetable::kPermRead, &s), Status::kFault);
+  }
+  auto ev = drain();
+  EXPECT_EQ(ev.size(), 2 * kMaxFaultsPerEndpoint);
+  EXPECT_EQ(dev_->events_dropped(), 200 - 2 * kMaxFaultsPerEndpoint);
+  ASSERT_EQ(tr(20, 0, 8, pagetable::kPermRead, &s), Status::kFault);  // a new window after drain
+  EXPECT_EQ(drain().size(), 1u);
+}
+
+TEST_F(TranslateTest, MemTableValidation) {
+  const MemRegion overlap[] = {{0, 0x2000, 0x1000}, {0x1000, 0x1000, 0x9000}};
+  EXPECT_EQ(dev_->set_mem_table(overlap), Status::kInval);
+  const MemRegion wrap[] = {{~uint64_t{0} - 0xfff, 0x2000, 0}};
+  EXPECT_EQ(dev_->set_mem_table(wrap), Status::kInval);
+  const MemRegion empty[] = {{0, 0, 0}};
+  EXPECT_EQ(dev_->set_mem_table(empty), Status::kInval);
+  std::vector<Segment> s;
+  ASSERT_EQ(send(attach_req(1, 7, kAttachFlagBypass)), kOk);
+  ASSERT_EQ(tr(7, 0x100000000, 8, pagetable::kPermRead, &s), Status::kOk);  // old table kept
+}
+
+}  // namespace
+}  // namespace vxlate::engine

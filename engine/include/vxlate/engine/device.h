@@ -24,6 +24,7 @@
 // in the Device's Rcu during destruction.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -75,6 +76,45 @@ inline constexpr size_t kDefaultMaxDomains = size_t{1} << 16;
 inline constexpr size_t kDefaultMaxMappings = size_t{1} << 20;
 // Requests one handle_burst() takes: a virtqueue never holds more.
 inline constexpr size_t kMaxRequestBurst = 1024;
+// Endpoint ids a Device serves: the data path indexes a flat table by endpoint
+// (8 B each), so the range is capped; 1 Mi ids = 8 MiB.
+inline constexpr size_t kMaxEndpoints = size_t{1} << 20;
+// Guest memory regions (vhost-user's SET_MEM_TABLE carries at most 8; QEMU
+// with memory hotplug uses up to 509).
+inline constexpr size_t kMaxMemRegions = 512;
+// Fault events one reader keeps until the control thread drains them, and how
+// many one endpoint may queue per reader between two drains: a hostile guest
+// faulting in a loop cannot flood the event queue or the control thread.
+inline constexpr size_t kFaultRingSize = 256;
+inline constexpr uint32_t kMaxFaultsPerEndpoint = 8;
+
+// Fault reasons and flags (virtio_iommu_fault).
+inline constexpr uint8_t kFaultReasonUnknown = 0;
+inline constexpr uint8_t kFaultReasonDomain = 1;
+inline constexpr uint8_t kFaultReasonMapping = 2;
+inline constexpr uint32_t kFaultFlagRead = 1u << 0;
+inline constexpr uint32_t kFaultFlagWrite = 1u << 1;
+inline constexpr uint32_t kFaultFlagAddress = 1u << 8;
+
+struct FaultEvent {
+  uint8_t reason;
+  uint32_t flags;
+  uint32_t endpoint;
+  uint64_t address;  // the first faulting IOVA
+};
+
+// A guest RAM region: guest-physical [gpa, gpa + size) at host virtual hva.
+struct MemRegion {
+  uint64_t gpa;
+  uint64_t size;
+  uint64_t hva;
+};
+
+// One piece of a translated DMA: contiguous in the output address space.
+struct Segment {
+  uint64_t addr;
+  uint64_t len;
+};
 
 struct ResvRegion {
   bool all_endpoints;   // applies to every endpoint
@@ -127,6 +167,32 @@ class Device {
   // sync; sets each request's used length. Returns how many were handled.
   size_t handle_burst(std::span<Request> requests) noexcept;
 
+  // Control side: replaces the guest memory table (GPA -> HVA), waits one grace
+  // period, frees the old table. INVAL: overlapping, empty or wrapping regions,
+  // or more than kMaxMemRegions. NOMEM: allocation failed. Nothing changes on error.
+  Status set_mem_table(std::span<const MemRegion> regions) noexcept;
+
+  // Reader side (an online reader of this Device's Rcu, through
+  // iotlb().online(id) / iotlb().quiescent(id); wait-free, no allocation):
+  // translates a DMA of `len` bytes at `iova` by endpoint `ep` for `access`
+  // (pagetable::Perm bits) into host virtual segments, split at every mapping
+  // and memory-region boundary and merged where contiguous.
+  // OK: *nsegs segments in segs. FAULT: some byte has no mapping with that
+  // permission, or no guest memory behind it (the whole access fails; a fault
+  // event is queued, rate-limited). INVAL: len 0, range wraps, no access bit,
+  // or more segments needed than segs holds (no event).
+  Status translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+                   std::span<Segment> segs, size_t* nsegs) noexcept;
+  // Reader side: as translate(), but stops at guest-physical addresses (no
+  // memory table), for tools and tests.
+  Status translate_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+                       std::span<Segment> segs, size_t* nsegs) noexcept;
+  // Control side: moves queued fault events into `out` (oldest first per
+  // reader); returns how many. Starts a new rate-limit window.
+  size_t drain_events(std::span<FaultEvent> out) noexcept;
+  // Any thread: events dropped by the rate limit or full rings so far.
+  uint64_t events_dropped() const noexcept;
+
   // Control side: the config as it is now.
   const Config& config() const noexcept { return cfg_; }
   // Control side: the domain an endpoint is attached to, if any.
@@ -143,11 +209,26 @@ class Device {
     uint32_t flags;
   };
   struct Domain {
-    explicit Domain(Rcu& rcu, bool bypass) : pt(rcu), bypass(bypass) {}
+    Domain(Rcu& rcu, uint32_t id, bool bypass) : pt(rcu), id(id), bypass(bypass) {}
     pagetable::IoPageTable pt;
-    std::map<uint64_t, Extent> extents;  // virt_start -> extent
-    uint32_t endpoints = 0;
-    bool bypass;
+    const uint32_t id;
+    const bool bypass;                   // readers: identity translation
+    std::map<uint64_t, Extent> extents;  // control only: virt_start -> extent
+    uint32_t endpoints = 0;              // control only
+  };
+  struct MemTable {
+    std::vector<MemRegion> regions;  // sorted by gpa, disjoint
+  };
+  // One reader's fault events: single producer (the reader), single consumer
+  // (the control thread).
+  struct alignas(64) FaultRing {
+    std::atomic<uint32_t> head{0};  // written by the reader (release), read by drain (acquire)
+    alignas(64) std::atomic<uint32_t> tail{0};  // written by drain (release), read by the reader (acquire)
+    alignas(64) uint64_t window = 0;              // reader-private: drain window of `counts`
+    uint32_t count_ep[16] = {};                   // reader-private: endpoints seen this window
+    uint32_t count_n[16] = {};
+    std::atomic<uint64_t> dropped{0};             // reader-written (load + store), summed on read
+    FaultEvent ev[kFaultRingSize];
   };
 
   // One request without the sync; writes the tail. Returns the used length.
@@ -162,6 +243,10 @@ class Device {
   bool endpoint_exists(uint32_t ep) const noexcept { return ep >= cfg_.endpoint_first && ep <= cfg_.endpoint_last; }
   bool domain_in_range(uint32_t d) const noexcept { return d >= cfg_.domain_start && d <= cfg_.domain_end; }
   void sync() noexcept;
+  void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
+  Status translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+                        std::span<Segment> segs, size_t* nsegs, bool to_hva) noexcept;
+  void report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova) noexcept;
 
   Config cfg_;
   Rcu& rcu_;
@@ -171,6 +256,16 @@ class Device {
   std::unordered_map<uint32_t, uint32_t> attached_;  // endpoint -> domain
   std::vector<std::unique_ptr<Domain>> dying_;       // destroyed after the next grace period
   size_t mappings_ = 0;
+  bool need_grace_ = false;  // a translation readers may hold was removed this burst
+
+  // Reader-visible. Endpoint -> domain (nullptr: unattached), indexed by
+  // ep - endpoint_first; release stores on attach/detach pair with the
+  // acquire load in translate_impl(). A replaced domain stays valid until the
+  // grace period of the burst that replaced it.
+  std::unique_ptr<std::atomic<const Domain*>[]> ep_table_;
+  std::atomic<const MemTable*> mem_{nullptr};  // release in set_mem_table(), acquire in translate
+  std::unique_ptr<FaultRing[]> rings_;
+  std::atomic<uint64_t> drain_window_{0};      // release in drain_events(), acquire by readers
 };
 
 }  // namespace vxlate::engine
