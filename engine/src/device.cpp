@@ -141,7 +141,14 @@ Status Device::attach(std::span<const uint8_t> req) noexcept {
     if (it == domains_.end()) {
       // The endpoint's old domain may die below, but the cap counts domains alive now.
       if (domains_.size() >= cfg_.max_domains) return Status::kNoMem;
-      it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, domain, bypass)).first;
+      if (next_tag_ == UINT32_MAX) {
+        // Tags are about to repeat: forget every cached entry first.
+        tlb_.add_flush_all();
+        tlb_.sync();
+        next_tag_ = 0;
+      }
+      it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, next_tag_, bypass)).first;
+      ++next_tag_;
     }
   } catch (const std::bad_alloc&) {
     return Status::kNoMem;
@@ -167,7 +174,7 @@ void Device::detach_endpoint(uint32_t ep) noexcept {
   // this burst's sync(); the IOTLB forgets it with the same sync.
   mappings_ -= it->second->extents.size();
   try {
-    tlb_.add_flush_domain(DomainId{domain});
+    tlb_.add_flush_domain(DomainId{it->second->tag});
     dying_.push_back(std::move(it->second));
   } catch (const std::bad_alloc&) {
     // Cannot defer: flush the IOTLB and wait for the grace period now.
@@ -268,7 +275,7 @@ Status Device::unmap(std::span<const uint8_t> req) noexcept {
     if (e->second.flags & (kMapFlagRead | kMapFlagWrite)) {
       // Cannot fail: whole leaves of this mapping are removed, never split.
       (void)dom.pt.unmap(e->first, size);
-      tlb_.add_invalidate(DomainId{domain}, e->first, size);
+      tlb_.add_invalidate(DomainId{dom.tag}, e->first, size);
     }
     e = dom.extents.erase(e);
     --mappings_;
@@ -370,7 +377,7 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
     uint64_t chunk_last = last;
     if (!identity) {
       pagetable::Translation t;
-      if (tlb_.translate(reader, DomainId{dom->id}, dom->pt, pos, access, &t) != Status::kOk) {
+      if (tlb_.translate(reader, DomainId{dom->tag}, dom->pt, pos, access, &t) != Status::kOk) {
         report_fault(reader, kFaultReasonMapping, access, ep.value, pos);
         return Status::kFault;
       }

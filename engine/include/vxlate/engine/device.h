@@ -209,9 +209,12 @@ class Device {
     uint32_t flags;
   };
   struct Domain {
-    Domain(Rcu& rcu, uint32_t id, bool bypass) : pt(rcu), id(id), bypass(bypass) {}
+    Domain(Rcu& rcu, uint32_t tag, bool bypass) : pt(rcu), tag(tag), bypass(bypass) {}
     pagetable::IoPageTable pt;
-    const uint32_t id;
+    // The IOTLB key of this domain instance, never the wire id: a reader that
+    // loaded a domain just before it died may still fill entries from its
+    // table, and those must never match the next domain with the same wire id.
+    const uint32_t tag;
     const bool bypass;                   // readers: identity translation
     std::map<uint64_t, Extent> extents;  // control only: virt_start -> extent
     uint32_t endpoints = 0;              // control only
@@ -257,6 +260,7 @@ class Device {
   std::vector<std::unique_ptr<Domain>> dying_;       // destroyed after the next grace period
   size_t mappings_ = 0;
   bool need_grace_ = false;  // a translation readers may hold was removed this burst
+  uint32_t next_tag_ = 0;    // IOTLB tags handed to domain instances
 
   // Reader-visible. Endpoint -> domain (nullptr: unattached), indexed by
   // ep - endpoint_first; release stores on attach/detach pair with the

@@ -44,6 +44,11 @@
 // translation; under a writer that syncs ~1 M times/s each reader also pays
 // three cross-core misses per burst (token, log head, record).
 //
+// Domain ids: a DomainId names one page table for the IOTLB's lifetime. Do not
+// reuse an id for another table while readers may still hold the old one: a
+// reader that loaded the old table just before a flush can fill an entry under
+// the new generation. The engine gives every domain instance its own id.
+//
 // Thread-safety contract:
 //   - online(), offline(), quiescent(), translate(), translate_burst(): reader
 //     side; reader id = the caller's Rcu reader id, owned by one thread;
