@@ -338,17 +338,17 @@ Status Device::set_mem_table(std::span<const MemRegion> regions) noexcept {
 // --- data path -------------------------------------------------------------------
 
 Status Device::translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
-                         std::span<Segment> segs, size_t* nsegs) noexcept {
-  return translate_impl(reader, ep, iova, len, access, segs, nsegs, true);
+                         std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept {
+  return translate_impl(reader, ep, iova, len, access, segs, nsegs, true, fault);
 }
 
 Status Device::translate_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
-                             std::span<Segment> segs, size_t* nsegs) noexcept {
-  return translate_impl(reader, ep, iova, len, access, segs, nsegs, false);
+                             std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept {
+  return translate_impl(reader, ep, iova, len, access, segs, nsegs, false, fault);
 }
 
 Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
-                              std::span<Segment> segs, size_t* nsegs, bool to_hva) noexcept {
+                              std::span<Segment> segs, size_t* nsegs, bool to_hva, FaultEvent* fault) noexcept {
   *nsegs = 0;
   uint64_t last = 0;
   if (!range_last(iova, len, &last) || (access & pagetable::kPermReadWrite) == 0 ||
@@ -361,8 +361,7 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
   if (dom == nullptr) {
     // Spec: an unattached endpoint bypasses iff BYPASS_CONFIG and bypass = 1.
     if (!(cfg_.feature_bypass_config && cfg_.bypass == 1)) {
-      report_fault(reader, kFaultReasonDomain, access, ep.value, iova);
-      return Status::kFault;
+      return report_fault(reader, kFaultReasonDomain, access, ep.value, iova, fault);
     }
     identity = true;
   } else {
@@ -378,8 +377,7 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
     if (!identity) {
       pagetable::Translation t;
       if (tlb_.translate(reader, DomainId{dom->tag}, dom->pt, pos, access, &t) != Status::kOk) {
-        report_fault(reader, kFaultReasonMapping, access, ep.value, pos);
-        return Status::kFault;
+        return report_fault(reader, kFaultReasonMapping, access, ep.value, pos, fault);
       }
       gpa = t.out;
       chunk_last = std::min(last, pos | (t.leaf_size - 1));
@@ -395,8 +393,7 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
       }
       if (reg == nullptr) {
         // No guest memory behind this byte: the access faults as a whole.
-        report_fault(reader, kFaultReasonMapping, access, ep.value, pos);
-        return Status::kFault;
+        return report_fault(reader, kFaultReasonMapping, access, ep.value, pos, fault);
       }
       const uint64_t left_in_region = reg->gpa + (reg->size - 1) - gpa;  // bytes after gpa
       if (left_in_region < chunk_last - pos) chunk_last = pos + left_in_region;
@@ -416,7 +413,13 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
   return Status::kOk;
 }
 
-void Device::report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova) noexcept {
+Status Device::report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova,
+                            FaultEvent* fault) noexcept {
+  uint32_t flags = kFaultFlagAddress;
+  if (access & pagetable::kPermRead) flags |= kFaultFlagRead;
+  if (access & pagetable::kPermWrite) flags |= kFaultFlagWrite;
+  const FaultEvent event{reason, flags, ep, iova};
+  if (fault != nullptr) *fault = event;
   FaultRing& ring = rings_[reader];
   auto drop = [&ring] { ring.dropped.store(ring.dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); };
   // acquire: pairs with the release increment in drain_events(); a new window
@@ -434,16 +437,20 @@ void Device::report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint3
     ring.count_ep[slot] = ep + 1;
     ring.count_n[slot] = 0;
   }
-  if (ring.count_n[slot] >= kMaxFaultsPerEndpoint) return drop();
+  if (ring.count_n[slot] >= kMaxFaultsPerEndpoint) {
+    drop();
+    return Status::kFault;
+  }
   const uint32_t head = ring.head.load(std::memory_order_relaxed);  // only this reader stores
   // acquire: pairs with the release in drain_events(): the slot was consumed.
-  if (head - ring.tail.load(std::memory_order_acquire) >= kFaultRingSize) return drop();
+  if (head - ring.tail.load(std::memory_order_acquire) >= kFaultRingSize) {
+    drop();
+    return Status::kFault;
+  }
   ++ring.count_n[slot];
-  uint32_t flags = kFaultFlagAddress;
-  if (access & pagetable::kPermRead) flags |= kFaultFlagRead;
-  if (access & pagetable::kPermWrite) flags |= kFaultFlagWrite;
-  ring.ev[head % kFaultRingSize] = FaultEvent{reason, flags, ep, iova};
+  ring.ev[head % kFaultRingSize] = event;
   ring.head.store(head + 1, std::memory_order_release);  // pairs with the acquire in drain_events()
+  return Status::kFault;
 }
 
 size_t Device::drain_events(std::span<FaultEvent> out) noexcept {

@@ -179,14 +179,15 @@ class Device {
   // and memory-region boundary and merged where contiguous.
   // OK: *nsegs segments in segs. FAULT: some byte has no mapping with that
   // permission, or no guest memory behind it (the whole access fails; a fault
-  // event is queued, rate-limited). INVAL: len 0, range wraps, no access bit,
-  // or more segments needed than segs holds (no event).
+  // event is queued, rate-limited; *fault, when given, gets the same event
+  // whether or not the rate limit queued it). INVAL: len 0, range wraps, no
+  // access bit, or more segments needed than segs holds (no event).
   Status translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
-                   std::span<Segment> segs, size_t* nsegs) noexcept;
+                   std::span<Segment> segs, size_t* nsegs, FaultEvent* fault = nullptr) noexcept;
   // Reader side: as translate(), but stops at guest-physical addresses (no
   // memory table), for tools and tests.
   Status translate_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
-                       std::span<Segment> segs, size_t* nsegs) noexcept;
+                       std::span<Segment> segs, size_t* nsegs, FaultEvent* fault = nullptr) noexcept;
   // Control side: moves queued fault events into `out` (oldest first per
   // reader); returns how many. Starts a new rate-limit window.
   size_t drain_events(std::span<FaultEvent> out) noexcept;
@@ -248,8 +249,9 @@ class Device {
   void sync() noexcept;
   void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
   Status translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
-                        std::span<Segment> segs, size_t* nsegs, bool to_hva) noexcept;
-  void report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova) noexcept;
+                        std::span<Segment> segs, size_t* nsegs, bool to_hva, FaultEvent* fault) noexcept;
+  Status report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova,
+                      FaultEvent* fault) noexcept;
 
   Config cfg_;
   Rcu& rcu_;
