@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages vxlate builds and tests with, if any is missing.
 # Idempotent: does nothing (and needs no network) when all are present.
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build pkg-config
+pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libdpdk-dev dpdk libtbb-dev libxxhash-dev libbenchmark-dev libgtest-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -29,6 +29,17 @@ bool all_zero(std::span<const uint8_t> b) {
   return std::all_of(b.begin(), b.end(), [](uint8_t x) { return x == 0; });
 }
 
+// An upper bound on the table bytes a map of `size` bytes at (virt, phys) can
+// add: one table per 512 leaves of the largest leaf the alignment allows, the
+// partial tables at both ends of every level, and the levels above.
+uint64_t map_table_estimate(uint64_t virt, uint64_t phys, uint64_t size) {
+  uint64_t leaf = pagetable::kLeaf4K;
+  if (is_aligned(virt | phys, pagetable::kLeaf2M)) leaf = pagetable::kLeaf2M;
+  if (is_aligned(virt | phys, pagetable::kLeaf1G)) leaf = pagetable::kLeaf1G;
+  const uint64_t leaf_tables = size / (leaf * pagetable::kEntriesPerTable) + 2;
+  return (leaf_tables + leaf_tables / pagetable::kEntriesPerTable + 8) * pagetable::kTableBytes;
+}
+
 size_t readable_size(uint8_t type) {
   switch (type) {
     case kReqAttach: return kAttachSize;
@@ -149,6 +160,7 @@ Status Device::attach(std::span<const uint8_t> req) noexcept {
       }
       it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, next_tag_, bypass)).first;
       ++next_tag_;
+      table_bytes_ += it->second->pt.table_bytes();
     }
   } catch (const std::bad_alloc&) {
     return Status::kNoMem;
@@ -173,6 +185,7 @@ void Device::detach_endpoint(uint32_t ep) noexcept {
   // its id is free. Readers may still walk its table until the grace period of
   // this burst's sync(); the IOTLB forgets it with the same sync.
   mappings_ -= it->second->extents.size();
+  table_bytes_ -= it->second->pt.table_bytes();
   try {
     tlb_.add_flush_domain(DomainId{it->second->tag});
     dying_.push_back(std::move(it->second));
@@ -231,19 +244,26 @@ Status Device::map(std::span<const uint8_t> req) noexcept {
   if (next != dom.extents.begin() && std::prev(next)->second.virt_end >= virt_start) return Status::kInval;
   if (overlaps_resv(dom, domain, virt_start, virt_end)) return Status::kInval;
   if (mappings_ >= cfg_.max_mappings) return Status::kNoMem;
+  if (table_bytes_ + map_table_estimate(virt_start, phys_start, size) > cfg_.max_table_bytes) return Status::kNoMem;
 
   const uint8_t perms = static_cast<uint8_t>(((flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
                                              ((flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
   // A mapping without READ or WRITE exists for UNMAP and overlap purposes but
   // grants no access, so it has no page-table entries.
   if (perms != 0) {
+    const size_t before = dom.pt.table_bytes();
     const Status s = dom.pt.map(virt_start, phys_start, size, perms);
+    table_bytes_ = table_bytes_ - before + dom.pt.table_bytes();
     if (s != Status::kOk) return s == Status::kNoMem ? Status::kNoMem : Status::kDevErr;
   }
   try {
     dom.extents.emplace(virt_start, Extent{virt_end, phys_start, flags});
   } catch (const std::bad_alloc&) {
-    if (perms != 0) (void)dom.pt.unmap(virt_start, size);  // nothing was published to the guest
+    if (perms != 0) {  // nothing was published to the guest
+      const size_t before = dom.pt.table_bytes();
+      (void)dom.pt.unmap(virt_start, size);
+      table_bytes_ = table_bytes_ - before + dom.pt.table_bytes();
+    }
     return Status::kNoMem;
   }
   ++mappings_;
@@ -274,7 +294,9 @@ Status Device::unmap(std::span<const uint8_t> req) noexcept {
     const uint64_t size = e->second.virt_end - e->first + 1;
     if (e->second.flags & (kMapFlagRead | kMapFlagWrite)) {
       // Cannot fail: whole leaves of this mapping are removed, never split.
+      const size_t before = dom.pt.table_bytes();
       (void)dom.pt.unmap(e->first, size);
+      table_bytes_ = table_bytes_ - before + dom.pt.table_bytes();
       tlb_.add_invalidate(DomainId{dom.tag}, e->first, size);
     }
     e = dom.extents.erase(e);

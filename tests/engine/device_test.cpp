@@ -409,3 +409,27 @@ TEST_F(TranslateTest, MemTableValidation) {
 
 }  // namespace
 }  // namespace vxlate::engine
+
+namespace vxlate::engine {
+namespace {
+
+// One valid MAP must not make the device allocate without bound: IOVA and phys
+// offset by 4 KiB force 4 KiB leaves (2 MiB of tables per GiB).
+TEST_F(DeviceTest, TableBytesCapBoundsOneMap) {
+  cfg_.max_table_bytes = 8 << 20;
+  dev_ = std::make_unique<Device>(cfg_, rcu_);
+  ASSERT_EQ(send(attach_req(1, 0)), kOk);
+  EXPECT_EQ(send(map_req(1, uint64_t{1} << 32, (uint64_t{1} << 46) - 1, 0x1000, kRW)), kNoMem);
+  EXPECT_LE(dev_->table_bytes(), size_t{8} << 20);
+  EXPECT_EQ(send(map_req(1, 0, (uint64_t{1} << 30) - 1, 0x1000, kRW)), kOk);  // 1 GiB: ~2 MiB of tables
+  EXPECT_GT(dev_->table_bytes(), size_t{2} << 20);
+  EXPECT_EQ(send(map_req(1, uint64_t{1} << 32, (uint64_t{1} << 32) + (uint64_t{4} << 30) - 1, 0x1000, kRW)), kNoMem);
+  // 2 MiB-aligned phys: 2 MiB leaves, a few tables for 4 GiB.
+  EXPECT_EQ(send(map_req(1, uint64_t{1} << 32, (uint64_t{1} << 32) + (uint64_t{4} << 30) - 1, 0x200000, kRW)), kOk);
+  ASSERT_EQ(send(unmap_req(1, 0, (uint64_t{1} << 30) - 1)), kOk);
+  ASSERT_EQ(send(detach_req(1, 0)), kOk);
+  EXPECT_EQ(dev_->table_bytes(), 0u);
+}
+
+}  // namespace
+}  // namespace vxlate::engine

@@ -74,6 +74,11 @@ inline constexpr size_t kDefaultMaxDomains = size_t{1} << 16;
 // Mappings alive at once over all domains: each costs an extent record (~64 B)
 // plus its tables; 1 Mi covers a 4 GiB guest mapped page by page.
 inline constexpr size_t kDefaultMaxMappings = size_t{1} << 20;
+// Page-table bytes alive at once over all domains. One valid MAP can ask for
+// 2 MiB of 4 KiB-leaf tables per GiB (IOVA and phys offset by less than 2 MiB),
+// so without this a single request could make the device allocate hundreds of
+// GiB (found by the fuzzer). 4 GiB covers 2 TiB mapped page by page.
+inline constexpr size_t kDefaultMaxTableBytes = size_t{4} << 30;
 // Requests one handle_burst() takes: a virtqueue never holds more.
 inline constexpr size_t kMaxRequestBurst = 1024;
 // Endpoint ids a Device serves: the data path indexes a flat table by endpoint
@@ -138,6 +143,7 @@ struct Config {
   bool feature_bypass_config = true;
   size_t max_domains = kDefaultMaxDomains;
   size_t max_mappings = kDefaultMaxMappings;
+  size_t max_table_bytes = kDefaultMaxTableBytes;
   // Default: the x86 MSI window on every endpoint (else Linux puts its own
   // MSI window at 0x8000000).
   std::vector<ResvRegion> resv = {{true, 0, 0xfee00000, 0xfeefffff, kResvMemMsi}};
@@ -200,6 +206,9 @@ class Device {
   bool endpoint_domain(EndpointId ep, DomainId* d) const noexcept;
   size_t domain_count() const noexcept { return domains_.size(); }
   size_t mapping_count() const noexcept { return mappings_; }
+  // Control side: page-table bytes of all live domains (retired tables included
+  // until they are reclaimed).
+  size_t table_bytes() const noexcept { return table_bytes_; }
 
   iotlb::Iotlb& iotlb() noexcept { return tlb_; }
 
@@ -261,6 +270,7 @@ class Device {
   std::unordered_map<uint32_t, uint32_t> attached_;  // endpoint -> domain
   std::vector<std::unique_ptr<Domain>> dying_;       // destroyed after the next grace period
   size_t mappings_ = 0;
+  size_t table_bytes_ = 0;  // sum of the live domains' pt.table_bytes()
   bool need_grace_ = false;  // a translation readers may hold was removed this burst
   uint32_t next_tag_ = 0;    // IOTLB tags handed to domain instances
 
