@@ -65,6 +65,35 @@ Device::Device(const Config& config, Rcu& rcu, size_t iotlb_entries_per_reader)
   if (endpoints > kMaxEndpoints) throw std::invalid_argument("Device: more than kMaxEndpoints endpoints");
   ep_table_ = std::make_unique<std::atomic<const Domain*>[]>(endpoints);
   rings_ = std::make_unique<FaultRing[]>(rcu.max_readers());
+  if (cfg_.bypass > 1) throw std::invalid_argument("Device: the bypass byte takes 0 or 1");
+  bypass_.store(cfg_.bypass, std::memory_order_relaxed);
+}
+
+uint64_t Device::features() const noexcept {
+  uint64_t f = kFeatureInputRange | kFeatureDomainRange | kFeatureMapUnmap | kFeatureProbe;
+  if (cfg_.feature_mmio) f |= kFeatureMmio;
+  if (cfg_.feature_bypass_config) f |= kFeatureBypassConfig;
+  return f;
+}
+
+void Device::read_config(std::span<uint8_t, kConfigSize> out) const noexcept {
+  std::memset(out.data(), 0, out.size());
+  put_le64(out, 0, cfg_.page_size_mask);
+  put_le64(out, 8, cfg_.input_start);
+  put_le64(out, 16, cfg_.input_end);
+  put_le64(out, 24, uint64_t{cfg_.domain_start} | uint64_t{cfg_.domain_end} << 32);
+  put_le64(out, 32, uint64_t{cfg_.probe_size});
+  out[kConfigBypassOffset] = bypass_.load(std::memory_order_relaxed);
+}
+
+Status Device::write_bypass(uint8_t value) noexcept {
+  if (value > 1 || !cfg_.feature_bypass_config) return Status::kInval;
+  if (bypass_.load(std::memory_order_relaxed) == value) return Status::kOk;
+  cfg_.bypass = value;
+  bypass_.store(value, std::memory_order_relaxed);
+  // A reader that read the old value finishes its burst before this returns.
+  rcu_.synchronize();
+  return Status::kOk;
 }
 
 Device::~Device() { delete mem_.load(std::memory_order_relaxed); }
@@ -382,7 +411,7 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
   bool identity = false;
   if (dom == nullptr) {
     // Spec: an unattached endpoint bypasses iff BYPASS_CONFIG and bypass = 1.
-    if (!(cfg_.feature_bypass_config && cfg_.bypass == 1)) {
+    if (!(cfg_.feature_bypass_config && bypass_.load(std::memory_order_relaxed) == 1)) {
       return report_fault(reader, kFaultReasonDomain, access, ep.value, iova, fault);
     }
     identity = true;

@@ -433,3 +433,47 @@ TEST_F(DeviceTest, TableBytesCapBoundsOneMap) {
 
 }  // namespace
 }  // namespace vxlate::engine
+
+namespace vxlate::engine {
+namespace {
+
+TEST_F(DeviceTest, FeaturesAndConfigSpace) {
+  EXPECT_EQ(dev_->features(), kFeatureInputRange | kFeatureDomainRange | kFeatureMapUnmap | kFeatureProbe |
+                                  kFeatureMmio | kFeatureBypassConfig);
+  EXPECT_EQ(dev_->features() & (uint64_t{1} << 3), 0u);  // legacy BYPASS: never offered
+  cfg_.domain_start = 2;
+  cfg_.domain_end = 0x1234;
+  cfg_.probe_size = 0x200;
+  dev_ = std::make_unique<Device>(cfg_, rcu_);
+  std::array<uint8_t, kConfigSize> c{};
+  dev_->read_config(c);
+  const std::array<uint8_t, kConfigSize> want = {
+      0x00, 0xf0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,  // page_size_mask
+      0, 0, 0, 0, 0, 0, 0, 0,                          // input_range.start
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0,        // input_range.end (48 bits)
+      2, 0, 0, 0, 0x34, 0x12, 0, 0,                    // domain_range
+      0, 2, 0, 0,                                      // probe_size
+      0, 0, 0, 0};                                     // bypass, reserved
+  EXPECT_EQ(c, want);
+  EXPECT_EQ(dev_->write_bypass(2), Status::kInval);
+  EXPECT_EQ(dev_->write_bypass(1), Status::kOk);
+  dev_->read_config(c);
+  EXPECT_EQ(c[kConfigBypassOffset], 1);
+  cfg_.feature_bypass_config = false;
+  dev_ = std::make_unique<Device>(cfg_, rcu_);
+  EXPECT_EQ(dev_->features() & kFeatureBypassConfig, 0u);
+  EXPECT_EQ(dev_->write_bypass(1), Status::kInval);
+}
+
+TEST_F(TranslateTest, DriverBypassWriteTakesEffect) {
+  std::vector<Segment> s;
+  EXPECT_EQ(tr(9, 0x100000010, 8, pagetable::kPermRead, &s), Status::kFault);
+  ASSERT_EQ(dev_->write_bypass(1), Status::kOk);
+  ASSERT_EQ(tr(9, 0x100000010, 8, pagetable::kPermRead, &s), Status::kOk);
+  EXPECT_EQ(s[0].addr, 0x7f0000000010u);
+  ASSERT_EQ(dev_->write_bypass(0), Status::kOk);
+  EXPECT_EQ(tr(9, 0x100000010, 8, pagetable::kPermRead, &s), Status::kFault);
+}
+
+}  // namespace
+}  // namespace vxlate::engine

@@ -58,6 +58,17 @@ inline constexpr uint16_t kProbeTypeResvMem = 1;
 inline constexpr uint8_t kResvMemReserved = 0;
 inline constexpr uint8_t kResvMemMsi = 1;
 
+// Device-specific feature bits offered (legacy BYPASS, bit 3, never) and the
+// config space (virtio-iommu section "Device configuration layout").
+inline constexpr uint64_t kFeatureInputRange = uint64_t{1} << 0;
+inline constexpr uint64_t kFeatureDomainRange = uint64_t{1} << 1;
+inline constexpr uint64_t kFeatureMapUnmap = uint64_t{1} << 2;
+inline constexpr uint64_t kFeatureProbe = uint64_t{1} << 4;
+inline constexpr uint64_t kFeatureMmio = uint64_t{1} << 5;
+inline constexpr uint64_t kFeatureBypassConfig = uint64_t{1} << 6;
+inline constexpr size_t kConfigSize = 40;
+inline constexpr size_t kConfigBypassOffset = 36;
+
 // Readable sizes of each request struct (head included), and the tail.
 inline constexpr size_t kTailSize = 4;
 inline constexpr size_t kAttachSize = 20;
@@ -200,6 +211,19 @@ class Device {
   // Any thread: events dropped by the rate limit or full rings so far.
   uint64_t events_dropped() const noexcept;
 
+  // Control side: the feature bits this device offers: INPUT_RANGE,
+  // DOMAIN_RANGE, MAP_UNMAP and PROBE always, MMIO and BYPASS_CONFIG as
+  // configured.
+  uint64_t features() const noexcept;
+  // Control side: the 40-byte config space as the driver reads it
+  // (little-endian; reserved bytes zero; the bypass byte as last written).
+  void read_config(std::span<uint8_t, kConfigSize> out) const noexcept;
+  // Control side: the driver writes the bypass byte. Values other than 0 and
+  // 1 are refused (INVAL, nothing changes), as is any write without
+  // BYPASS_CONFIG. A change takes effect for translations that start after
+  // it; it returns after a grace period, so none that began before is left.
+  Status write_bypass(uint8_t value) noexcept;
+
   // Control side: the config as it is now.
   const Config& config() const noexcept { return cfg_; }
   // Control side: the domain an endpoint is attached to, if any.
@@ -282,6 +306,7 @@ class Device {
   std::atomic<const MemTable*> mem_{nullptr};  // release in set_mem_table(), acquire in translate
   std::unique_ptr<FaultRing[]> rings_;
   std::atomic<uint64_t> drain_window_{0};      // release in drain_events(), acquire by readers
+  std::atomic<uint8_t> bypass_{0};             // the config byte; relaxed: a plain flag, ordered by the grace period in write_bypass()
 };
 
 }  // namespace vxlate::engine
