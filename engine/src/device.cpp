@@ -249,6 +249,22 @@ bool Device::overlaps_resv(const Domain& dom, uint32_t domain_id, uint64_t start
   return false;
 }
 
+// MAP and UNMAP share these checks, in the Decisions table's order: domain
+// range (RANGE), domain exists (NOENT), bypass domain (INVAL), end < start (INVAL).
+Status Device::mappable_domain(uint32_t domain, uint64_t virt_start, uint64_t virt_end, Domain** dom) noexcept {
+  if (!domain_in_range(domain)) return Status::kRange;
+  auto it = domains_.find(domain);
+  if (it == domains_.end()) return Status::kNoEnt;
+  if (it->second->bypass) return Status::kInval;
+  if (virt_end < virt_start) return Status::kInval;
+  *dom = it->second.get();
+  return Status::kOk;
+}
+
+// A page-table call may allocate tables or reclaim retired ones: keep the
+// device-wide count in step with `dom`'s.
+void Device::retally(const Domain& dom, size_t before) noexcept { table_bytes_ = table_bytes_ - before + dom.pt.table_bytes(); }
+
 Status Device::map(std::span<const uint8_t> req) noexcept {
   const uint32_t domain = le32(req, 4);
   const uint64_t virt_start = le64(req, 8);
@@ -257,12 +273,9 @@ Status Device::map(std::span<const uint8_t> req) noexcept {
   const uint32_t flags = le32(req, 32);
   if ((flags & ~(kMapFlagRead | kMapFlagWrite | kMapFlagMmio)) != 0) return Status::kInval;
   if ((flags & kMapFlagMmio) && !cfg_.feature_mmio) return Status::kInval;
-  if (!domain_in_range(domain)) return Status::kRange;
-  auto it = domains_.find(domain);
-  if (it == domains_.end()) return Status::kNoEnt;
-  Domain& dom = *it->second;
-  if (dom.bypass) return Status::kInval;
-  if (virt_end < virt_start) return Status::kInval;
+  Domain* d = nullptr;
+  if (const Status s = mappable_domain(domain, virt_start, virt_end, &d); s != Status::kOk) return s;
+  Domain& dom = *d;
   if (virt_start < cfg_.input_start || virt_end > cfg_.input_end) return Status::kRange;
   const uint64_t size = virt_end - virt_start + 1;  // no wrap: virt_end <= 48-bit input_end
   uint64_t phys_last = 0;
@@ -282,7 +295,7 @@ Status Device::map(std::span<const uint8_t> req) noexcept {
   if (perms != 0) {
     const size_t before = dom.pt.table_bytes();
     const Status s = dom.pt.map(virt_start, phys_start, size, perms);
-    table_bytes_ = table_bytes_ - before + dom.pt.table_bytes();
+    retally(dom, before);
     if (s != Status::kOk) return s == Status::kNoMem ? Status::kNoMem : Status::kDevErr;
   }
   try {
@@ -291,7 +304,7 @@ Status Device::map(std::span<const uint8_t> req) noexcept {
     if (perms != 0) {  // nothing was published to the guest
       const size_t before = dom.pt.table_bytes();
       (void)dom.pt.unmap(virt_start, size);
-      table_bytes_ = table_bytes_ - before + dom.pt.table_bytes();
+      retally(dom, before);
     }
     return Status::kNoMem;
   }
@@ -304,12 +317,9 @@ Status Device::unmap(std::span<const uint8_t> req) noexcept {
   const uint64_t virt_start = le64(req, 8);
   const uint64_t virt_end = le64(req, 16);
   if (!all_zero(req.subspan(24, 4))) return Status::kInval;
-  if (!domain_in_range(domain)) return Status::kRange;
-  auto it = domains_.find(domain);
-  if (it == domains_.end()) return Status::kNoEnt;
-  Domain& dom = *it->second;
-  if (dom.bypass) return Status::kInval;
-  if (virt_end < virt_start) return Status::kInval;
+  Domain* d = nullptr;
+  if (const Status s = mappable_domain(domain, virt_start, virt_end, &d); s != Status::kOk) return s;
+  Domain& dom = *d;
   // virtio-iommu: an UNMAP that would split a mapping fails with RANGE and
   // removes nothing, so check both ends before changing anything.
   auto first = dom.extents.upper_bound(virt_start);
@@ -325,7 +335,7 @@ Status Device::unmap(std::span<const uint8_t> req) noexcept {
       // Cannot fail: whole leaves of this mapping are removed, never split.
       const size_t before = dom.pt.table_bytes();
       (void)dom.pt.unmap(e->first, size);
-      table_bytes_ = table_bytes_ - before + dom.pt.table_bytes();
+      retally(dom, before);
       tlb_.add_invalidate(DomainId{dom.tag}, e->first, size);
     }
     e = dom.extents.erase(e);

@@ -276,6 +276,8 @@ class Device {
   Status unmap(std::span<const uint8_t> req) noexcept;
   Status probe(std::span<const uint8_t> req, std::span<uint8_t> props) noexcept;
   void detach_endpoint(uint32_t ep) noexcept;
+  Status mappable_domain(uint32_t domain, uint64_t virt_start, uint64_t virt_end, Domain** dom) noexcept;
+  void retally(const Domain& dom, size_t before) noexcept;
   bool overlaps_resv(const Domain& dom, uint32_t domain_id, uint64_t start, uint64_t end) const noexcept;
   bool endpoint_exists(uint32_t ep) const noexcept { return ep >= cfg_.endpoint_first && ep <= cfg_.endpoint_last; }
   bool domain_in_range(uint32_t d) const noexcept { return d >= cfg_.domain_start && d <= cfg_.domain_end; }
