@@ -95,12 +95,8 @@ size_t Iotlb::translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt
     Translation* t = &out[i];
     if (const unsigned m = match(*sets[i], keys[i], tag)) [[likely]] {
       const unsigned w = static_cast<unsigned>(__builtin_ctz(m));
-      const uint64_t offset_mask = (uint64_t{1} << shift) - 1;
-      t->out = (sets[i]->out[w] & pagetable::detail::kAddrMask) + (iovas[i] & offset_mask);
-      t->leaf_size = offset_mask + 1;
-      t->perms = static_cast<uint8_t>(sets[i]->out[w] & pagetable::kPermReadWrite);
       ++hits;
-      if ((t->perms & need) != need) faults |= uint32_t{1} << i;
+      if (hit(*sets[i], w, iovas[i], shift, need, t) != Status::kOk) faults |= uint32_t{1} << i;
     } else if (translate(reader, d, pt, iovas[i], need, t) != Status::kOk) {
       faults |= uint32_t{1} << i;
     }

@@ -209,6 +209,15 @@ class Iotlb {
 
   bool find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Set** set,
             unsigned* way) const noexcept;
+  // The translation of `iova` from way w of `set` (a leaf of 1 << shift bytes).
+  static Status hit(const Set& set, unsigned w, uint64_t iova, unsigned shift, uint8_t need,
+                    Translation* t) noexcept {
+    const uint64_t offset_mask = (uint64_t{1} << shift) - 1;
+    t->out = (set.out[w] & pagetable::detail::kAddrMask) + (iova & offset_mask);
+    t->leaf_size = offset_mask + 1;
+    t->perms = static_cast<uint8_t>(set.out[w] & pagetable::kPermReadWrite);
+    return (t->perms & need) == need ? Status::kOk : Status::kFault;
+  }
   void fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Translation& t) noexcept;
   void flush_reader(Reader& r) noexcept;
   void apply_range(Reader& r, const Record& rec) noexcept;
@@ -257,11 +266,7 @@ inline Status Iotlb::translate(uint32_t reader, DomainId d, const IoPageTable& p
   unsigned w;
   if (find(r, d.value, gen, iova, &set, &w)) [[likely]] {
     r.hits.inc();
-    const uint64_t offset_mask = (uint64_t{1} << code_shift(static_cast<unsigned>(set->key[w] >> 1 & 3))) - 1;
-    t->out = (set->out[w] & pagetable::detail::kAddrMask) + (iova & offset_mask);
-    t->leaf_size = offset_mask + 1;
-    t->perms = static_cast<uint8_t>(set->out[w] & pagetable::kPermReadWrite);
-    return (t->perms & need) == need ? Status::kOk : Status::kFault;
+    return hit(*set, w, iova, code_shift(static_cast<unsigned>(set->key[w] >> 1 & 3)), need, t);
   }
   r.misses.inc();
   if (!pt.walk(iova, t)) return Status::kFault;

@@ -45,7 +45,6 @@ class TablePool {
   bool reserve(size_t n) noexcept;
 
   size_t tables_in_use() const noexcept { return in_use_; }
-  size_t tables_resident_free() const noexcept { return hot_.size(); }
 
  private:
   bool add_chunk() noexcept;
