@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build (Release), run the page-table,
-# IOTLB and engine benchmarks and print their figures. Extra arguments go to
-# every binary (e.g. --benchmark_filter=BM_IotlbHit).
+# The main job: install what is missing, build (Release), and run the default
+# netperf-like load with the vIOMMU on: vxlate-netperf's tcp_stream in lazy
+# mode, guest driver model and device side on DPDK lcores. Extra arguments go
+# to vxlate-netperf (e.g. --workload all --mode all --seconds 5 --json).
+# The micro-benchmarks: scripts/bench.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh release
-build/release/bench/bench_pagetable "$@"
-build/release/bench/bench_iotlb "$@"
-build/release/bench/bench_engine "$@"
+build/release/dataplane/vxlate-netperf "$@"

@@ -60,7 +60,7 @@ void Rcu::wait(uint64_t token) noexcept {
 void Rcu::synchronize(uint32_t self_id) noexcept {
   const uint64_t token = start();
   // After start(): the caller's report must acknowledge the new token.
-  if (self_id != RTE_QSBR_THRID_INVALID) quiescent(self_id);
+  if (self_id != kNoReader) quiescent(self_id);
   wait(token);
 }
 

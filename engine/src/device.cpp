@@ -117,20 +117,22 @@ uint32_t Device::handle(std::span<const uint8_t> readable, std::span<uint8_t> wr
   return r.used;
 }
 
-size_t Device::handle_burst(std::span<Request> requests) noexcept {
+size_t Device::handle_burst(std::span<Request> requests, uint32_t self_reader) noexcept {
+  self_reader_ = self_reader;
   const size_t n = std::min(requests.size(), kMaxRequestBurst);
   for (size_t i = 0; i < n; ++i) requests[i].used = apply(requests[i].readable, requests[i].writable);
   // One grace period for every UNMAP and DETACH of the burst; the caller
   // publishes the used entries only after this returns.
   sync();
+  self_reader_ = Rcu::kNoReader;
   return n;
 }
 
 void Device::sync() noexcept {
   if (tlb_.pending() != 0)
-    tlb_.sync();  // one grace period, covering the endpoint changes too
+    tlb_.sync(self_reader_);  // one grace period, covering the endpoint changes too
   else if (need_grace_ || !dying_.empty())
-    rcu_.synchronize();
+    rcu_.synchronize(self_reader_);
   dying_.clear();
   need_grace_ = false;
 }
@@ -184,7 +186,7 @@ Status Device::attach(std::span<const uint8_t> req) noexcept {
       if (next_tag_ == UINT32_MAX) {
         // Tags are about to repeat: forget every cached entry first.
         tlb_.add_flush_all();
-        tlb_.sync();
+        tlb_.sync(self_reader_);
         next_tag_ = 0;
       }
       it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, next_tag_, bypass)).first;
@@ -221,7 +223,7 @@ void Device::detach_endpoint(uint32_t ep) noexcept {
   } catch (const std::bad_alloc&) {
     // Cannot defer: flush the IOTLB and wait for the grace period now.
     tlb_.add_flush_all();
-    tlb_.sync();
+    tlb_.sync(self_reader_);
     it->second.reset();
   }
   domains_.erase(it);
@@ -446,12 +448,7 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
     uint64_t addr = gpa;
     if (to_hva) {
       // The region holding gpa: the last one starting at or below it.
-      const MemRegion* reg = nullptr;
-      if (mem != nullptr) {
-        auto it = std::upper_bound(mem->regions.begin(), mem->regions.end(), gpa,
-                                   [](uint64_t g, const MemRegion& r) { return g < r.gpa; });
-        if (it != mem->regions.begin() && gpa - std::prev(it)->gpa < std::prev(it)->size) reg = &*std::prev(it);
-      }
+      const MemRegion* reg = mem != nullptr ? mem->find(gpa) : nullptr;
       if (reg == nullptr) {
         // No guest memory behind this byte: the access faults as a whole.
         return report_fault(reader, kFaultReasonMapping, access, ep.value, pos, fault);
@@ -460,6 +457,40 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
       if (left_in_region < chunk_last - pos) chunk_last = pos + left_in_region;
       addr = reg->hva + (gpa - reg->gpa);
     }
+    const uint64_t chunk = chunk_last - pos + 1;
+    if (n > 0 && segs[n - 1].addr + segs[n - 1].len == addr) {
+      segs[n - 1].len += chunk;
+    } else {
+      if (n == segs.size()) return Status::kInval;
+      segs[n++] = Segment{addr, chunk};
+    }
+    if (chunk_last == last) break;
+    pos = chunk_last + 1;
+  }
+  *nsegs = n;
+  return Status::kOk;
+}
+
+const MemRegion* Device::MemTable::find(uint64_t gpa) const noexcept {
+  // The last region starting at or below gpa, if gpa lies inside it.
+  auto it = std::upper_bound(regions.begin(), regions.end(), gpa,
+                             [](uint64_t g, const MemRegion& r) { return g < r.gpa; });
+  if (it == regions.begin() || gpa - std::prev(it)->gpa >= std::prev(it)->size) return nullptr;
+  return &*std::prev(it);
+}
+
+Status Device::translate_phys(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept {
+  *nsegs = 0;
+  uint64_t last = 0;
+  if (!range_last(gpa, len, &last)) return Status::kInval;
+  // acquire: pairs with the release in set_mem_table().
+  const MemTable* mem = mem_.load(std::memory_order_acquire);
+  size_t n = 0;
+  for (uint64_t pos = gpa;;) {
+    const MemRegion* reg = mem != nullptr ? mem->find(pos) : nullptr;
+    if (reg == nullptr) return Status::kFault;
+    const uint64_t chunk_last = std::min(last, reg->gpa + (reg->size - 1));
+    const uint64_t addr = reg->hva + (pos - reg->gpa);
     const uint64_t chunk = chunk_last - pos + 1;
     if (n > 0 && segs[n - 1].addr + segs[n - 1].len == addr) {
       segs[n - 1].len += chunk;

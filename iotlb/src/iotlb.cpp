@@ -202,7 +202,7 @@ void Iotlb::add_flush_domain(DomainId d) { flush_slots_.push_back(gen_slot(d)); 
 
 void Iotlb::add_flush_all() { flush_all_pending_ = true; }
 
-void Iotlb::sync() noexcept {
+void Iotlb::sync(uint32_t self) noexcept {
   if (pending() == 0) return;
   bool wrap = false;
   for (size_t slot : flush_slots_) {
@@ -224,7 +224,8 @@ void Iotlb::sync() noexcept {
   // release: the records (and the page-table changes before them) are visible
   // to a reader that loads this head (acquire in quiescent()/online()).
   head_.store(head, std::memory_order_release);
-  rcu_.synchronize();
+  if (self != Rcu::kNoReader) quiescent(self);  // our own cache applies the batch
+  rcu_.synchronize(self);
   if (wrap) {
     for (size_t slot : flush_slots_)
       if (gens_[slot].load(std::memory_order_relaxed) == UINT32_MAX) gens_[slot].store(0, std::memory_order_release);

@@ -54,6 +54,8 @@ class Rcu {
   // Spins of wait() before it starts yielding: ~a few microseconds, longer than
   // one reader burst on a running core.
   static constexpr unsigned kSpinsBeforeYield = 1024;
+  // "No reader": the self id of a writer that is not an online reader.
+  static constexpr uint32_t kNoReader = RTE_QSBR_THRID_INVALID;
 
   // Control path. Throws std::invalid_argument for 0 or > kMaxReadersLimit,
   // std::bad_alloc when memory runs out.
@@ -104,7 +106,7 @@ class Rcu {
   // Writer side, blocking: one full grace period. A caller that is itself a
   // registered, online reader passes its id; it reports quiescent first so it
   // does not wait on itself.
-  void synchronize(uint32_t self_id = RTE_QSBR_THRID_INVALID) noexcept;
+  void synchronize(uint32_t self_id = kNoReader) noexcept;
   // Writer side, blocking: waits until check(token) is true.
   void wait(uint64_t token) noexcept;
 

@@ -182,7 +182,12 @@ class Device {
   uint32_t handle(std::span<const uint8_t> readable, std::span<uint8_t> writable) noexcept;
   // Control side: applies up to kMaxRequestBurst requests in order, then one
   // sync; sets each request's used length. Returns how many were handled.
-  size_t handle_burst(std::span<Request> requests) noexcept;
+  // A caller that is an online reader of this Device's Rcu (a data-plane
+  // lcore that also services the request queue, between its bursts) passes
+  // its reader id as `self_reader`, so that the grace period does not wait on
+  // it and its IOTLB cache applies the burst's invalidations; it must hold no
+  // translation across the call.
+  size_t handle_burst(std::span<Request> requests, uint32_t self_reader = Rcu::kNoReader) noexcept;
 
   // Control side: replaces the guest memory table (GPA -> HVA), waits one grace
   // period, frees the old table. INVAL: overlapping, empty or wrapping regions,
@@ -205,6 +210,13 @@ class Device {
   // memory table), for tools and tests.
   Status translate_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                        std::span<Segment> segs, size_t* nsegs, FaultEvent* fault = nullptr) noexcept;
+  // Reader side: guest-physical to host virtual through the memory table only,
+  // for a device that did not negotiate VIRTIO_F_ACCESS_PLATFORM (its ring and
+  // buffer addresses are GPAs and the IOMMU is not on its path). OK: *nsegs
+  // segments, split at region boundaries. FAULT: a byte outside guest memory
+  // (no fault event: the IOMMU did not refuse it). INVAL: len 0, the range
+  // wraps, or more segments needed than segs holds.
+  Status translate_phys(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept;
   // Control side: moves queued fault events into `out` (oldest first per
   // reader); returns how many. Starts a new rate-limit window.
   size_t drain_events(std::span<FaultEvent> out) noexcept;
@@ -255,6 +267,8 @@ class Device {
   };
   struct MemTable {
     std::vector<MemRegion> regions;  // sorted by gpa, disjoint
+    // The region holding gpa, or nullptr.
+    const MemRegion* find(uint64_t gpa) const noexcept;
   };
   // One reader's fault events: single producer (the reader), single consumer
   // (the control thread).
@@ -297,6 +311,7 @@ class Device {
   std::vector<std::unique_ptr<Domain>> dying_;       // destroyed after the next grace period
   size_t mappings_ = 0;
   size_t table_bytes_ = 0;  // sum of the live domains' pt.table_bytes()
+  uint32_t self_reader_ = Rcu::kNoReader;  // the handle_burst() caller's reader id, during the call
   bool need_grace_ = false;  // a translation readers may hold was removed this burst
   uint32_t next_tag_ = 0;    // IOTLB tags handed to domain instances
 

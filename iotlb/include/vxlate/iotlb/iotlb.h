@@ -139,8 +139,11 @@ class Iotlb {
   void add_flush_all();
   // Writer, blocking: publishes the batch and waits one grace period. When it
   // returns, no reader uses an entry the batch removed, and none is inside a
-  // burst that began before. Returns at once when nothing is pending.
-  void sync() noexcept;
+  // burst that began before. Returns at once when nothing is pending. A
+  // writer that is itself an online reader (a data-plane lcore servicing the
+  // request queue between its bursts) passes its id as `self`: its own cache
+  // applies the batch and reports quiescent, and the wait skips it.
+  void sync(uint32_t self = Rcu::kNoReader) noexcept;
   size_t pending() const noexcept {
     return log_batch_.size() + flush_slots_.size() + (flush_all_pending_ ? 1 : 0);
   }

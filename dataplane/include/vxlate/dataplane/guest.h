@@ -1,0 +1,176 @@
+// vxlate/dataplane/guest.h: the guest side, for tests and load: guest RAM in a
+// memfd, the driver side of a split virtqueue, and a virtio-iommu driver that
+// behaves like Linux's (drivers/iommu/virtio-iommu.c).
+//
+// GuestMemory is one memfd mapped MAP_SHARED: the same pages a VMM would hand a
+// vhost-user back end. Its bump allocator serves setup only (rings, request
+// slots, packet buffers); drivers recycle what they allocated.
+//
+// DriverQueue writes descriptors and the avail ring and reads the used ring,
+// exactly as Linux's virtio_ring.c does for a split queue: a free list threaded
+// through the descriptor table (a private shadow, so a device cannot corrupt
+// the driver's own bookkeeping), indirect tables preallocated per head,
+// EVENT_IDX or flag-based notification suppression. Its rings and indirect
+// tables live in one "coherent" area that the owner maps once for the device
+// (dma_alloc_coherent) and announces with set_dma_base().
+//
+// IommuDriver is the virtio-iommu driver: add_*() queue requests without
+// waiting (viommu_add_req), sync() kicks the request queue and busy-polls the
+// used ring until every queued request is back (viommu_sync_req), and reports
+// the first non-OK status. A full request queue syncs first, as Linux does.
+//
+// Thread-safety contract: not thread-safe; each object belongs to one guest
+// thread (IommuDriver may be shared by several guest threads under an external
+// lock, as Linux's viommu request_lock). The device side runs on other threads
+// and only ever communicates through guest memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "vxlate/common/status.h"
+#include "vxlate/dataplane/virtio_ring.h"
+#include "vxlate/dataplane/virtqueue.h"
+#include "vxlate/engine/device.h"
+
+namespace vxlate::dataplane {
+
+class GuestMemory {
+ public:
+  // Creates a memfd of `size` bytes (a multiple of 4 KiB) at guest-physical
+  // `gpa_base`. Throws std::system_error when memfd/mmap fail.
+  GuestMemory(uint64_t gpa_base, uint64_t size);
+  ~GuestMemory();
+  GuestMemory(const GuestMemory&) = delete;
+  GuestMemory& operator=(const GuestMemory&) = delete;
+
+  // The memory-table entry a VMM would send (SET_MEM_TABLE).
+  engine::MemRegion region() const noexcept { return {gpa_base_, size_, reinterpret_cast<uint64_t>(hva_)}; }
+  int fd() const noexcept { return fd_; }
+  // Host pointer of a guest-physical address inside the region.
+  uint8_t* hva(uint64_t gpa) const noexcept { return hva_ + (gpa - gpa_base_); }
+  // Setup only: `size` bytes aligned to `align` (a power of two). Throws
+  // std::bad_alloc when the region is exhausted.
+  uint64_t alloc(uint64_t size, uint64_t align);
+
+ private:
+  uint64_t gpa_base_;
+  uint64_t size_;
+  int fd_ = -1;
+  uint8_t* hva_ = nullptr;
+  uint64_t next_ = 0;  // bump offset
+};
+
+// One buffer of a chain as the driver posts it: `addr` is what goes into the
+// descriptor (an IOVA with ACCESS_PLATFORM, else a GPA).
+struct DriverBuf {
+  uint64_t addr;
+  uint32_t len;
+  bool device_writable;
+};
+
+class DriverQueue {
+ public:
+  // Largest indirect table per chain.
+  static constexpr uint32_t kMaxIndirect = 16;
+
+  // Allocates the coherent area (descriptor table, avail and used rings, one
+  // indirect table per head) in `mem`. size: a power of two <= kMaxQueueSize.
+  DriverQueue(GuestMemory& mem, uint32_t size, bool event_idx, bool indirect);
+
+  // The coherent area, for the owner to map; device addresses of the rings
+  // are dma_base + offset (dma_base defaults to the area's GPA: identity).
+  uint64_t area_gpa() const noexcept { return area_gpa_; }
+  uint64_t area_bytes() const noexcept { return area_bytes_; }
+  void set_dma_base(uint64_t dma) noexcept { dma_base_ = dma; }
+  // What the device needs to find the queue.
+  QueueConfig device_config(bool access_platform, EndpointId ep) const noexcept;
+
+  uint32_t size() const noexcept { return size_; }
+  uint32_t free_count() const noexcept { return num_free_; }
+  // Adds a chain (readable buffers first); `token` comes back from get_used().
+  // Uses an indirect table when asked and negotiated (one slot then). False when
+  // the queue has no room (nothing changes). Not visible until publish().
+  bool add(std::span<const DriverBuf> bufs, uint64_t token, bool use_indirect = false);
+  // Publishes added chains (avail.idx) and says whether the device wants a
+  // kick (EVENT_IDX avail_event or the NO_NOTIFY flag); counts kicks.
+  bool publish();
+  // Takes the next used entry; false when none.
+  bool get_used(uint64_t* token, uint32_t* len);
+  // Interrupt suppression: a polling driver disables interrupts; enable
+  // writes used_event / clears NO_INTERRUPT.
+  void disable_interrupts();
+  void enable_interrupts();
+
+  uint64_t kicks() const noexcept { return kicks_; }
+  // Host views of the rings, for tests that play a hostile driver.
+  VirtqDesc* desc() const noexcept { return desc_; }
+  AvailRing avail() const noexcept { return avail_; }
+  UsedRing used() const noexcept { return used_; }
+
+ private:
+  GuestMemory& mem_;
+  uint32_t size_;
+  bool event_idx_;
+  bool indirect_;
+  uint64_t area_gpa_ = 0;
+  uint64_t area_bytes_ = 0;
+  uint64_t dma_base_ = 0;
+  uint64_t avail_off_ = 0, used_off_ = 0, indirect_off_ = 0;
+  VirtqDesc* desc_ = nullptr;
+  AvailRing avail_{nullptr, 0};
+  UsedRing used_{nullptr, 0};
+  std::vector<uint16_t> next_;      // shadow free list / chain links
+  std::vector<uint16_t> chain_len_; // descriptors each head holds
+  std::vector<uint64_t> token_;
+  uint16_t free_head_ = 0;
+  uint32_t num_free_ = 0;
+  uint16_t avail_idx_ = 0;     // shadow of avail.idx (next to write)
+  uint16_t published_ = 0;     // avail.idx as last published
+  uint16_t last_used_ = 0;
+  uint64_t kicks_ = 0;
+};
+
+// The guest's virtio-iommu driver over a request queue (and its event queue).
+class IommuDriver {
+ public:
+  // Runs while sync() waits for the device: a single-threaded test passes the
+  // device's poll; threads pass a pause.
+  using Idle = std::function<void()>;
+
+  IommuDriver(GuestMemory& mem, DriverQueue& requestq, Idle idle);
+  void set_idle(Idle idle) { idle_ = std::move(idle); }
+
+  // viommu_add_req: queue one request (syncing first if the queue is full).
+  void add_attach(uint32_t domain, uint32_t endpoint, uint32_t flags = 0);
+  void add_detach(uint32_t domain, uint32_t endpoint);
+  void add_map(uint32_t domain, uint64_t iova, uint64_t size, uint64_t gpa, uint32_t flags);
+  void add_unmap(uint32_t domain, uint64_t iova, uint64_t size);
+  // viommu_sync_req: kick, then wait for every queued request. Returns the
+  // first non-OK status among them (and counts all failures).
+  Status sync();
+
+  uint64_t requests() const noexcept { return requests_; }
+  uint64_t maps() const noexcept { return maps_; }
+  uint64_t unmaps() const noexcept { return unmaps_; }
+  uint64_t syncs() const noexcept { return syncs_; }
+  uint64_t failures() const noexcept { return failures_; }
+
+ private:
+  static constexpr uint32_t kSlotBytes = 64;  // request struct (<= 36 B) + tail
+  void add(const uint8_t* req, uint32_t len);
+
+  GuestMemory& mem_;
+  DriverQueue& q_;
+  Idle idle_;
+  uint64_t slots_gpa_ = 0;
+  std::vector<uint32_t> free_slots_;
+  uint32_t outstanding_ = 0;
+  Status first_error_ = Status::kOk;
+  uint64_t requests_ = 0, maps_ = 0, unmaps_ = 0, syncs_ = 0, failures_ = 0;
+};
+
+}  // namespace vxlate::dataplane

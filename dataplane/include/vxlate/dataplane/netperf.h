@@ -1,0 +1,118 @@
+// vxlate/dataplane/netperf.h: netperf-like load through real rings: a guest
+// driver model on its own lcores and the vxlate device side on another,
+// exchanging packets and virtio-iommu requests through split virtqueues in a
+// memfd, on DPDK lcores.
+//
+// Guest side, per queue pair (one lcore each): a virtio-net driver that sends
+// frames on the transmit queue and reaps receive buffers, in one of three
+// modes, as Linux does with a vIOMMU:
+//   identity  no vIOMMU on the device's path: descriptors carry GPAs, nothing mapped;
+//   lazy      buffers keep long-lived mappings (page_pool style); every
+//             `lazy_recycle` completions a buffer moves to a fresh IOVA: its
+//             UNMAP is queued without waiting, its new MAP too, and the driver
+//             syncs once per `lazy_flush` such unmaps (Linux's flush queue);
+//             old IOVAs are reused only after that flush;
+//   strict    every buffer is mapped (MAP, batched per burst, one sync) before
+//             it is posted and unmapped (UNMAP batched, one sync) after it
+//             completes; then the guest poisons it. The host side checks every
+//             frame it receives, and the guest checks before reusing a receive
+//             buffer that its poison is intact: the device touched nothing after
+//             an UNMAP completed.
+// The virtio-iommu driver is shared by the queue pairs under a lock (Linux's
+// request_lock) and busy-polls its request queue in sync().
+//
+// Device side, one lcore: a vSwitch-like poll loop over every queue pair
+// (dequeue_burst, a netserver-like peer that checks each frame and answers,
+// enqueue_burst), one IOTLB quiescent report per iteration, and between bursts
+// the virtio-iommu request queue (IommuQueues::poll with its own reader id, so
+// its cache applies the invalidations and the grace period skips it).
+//
+// Workloads (netperf names): tcp_stream (64 KiB sends cut into 1448-byte MSS
+// frames; the peer returns one 66-byte ACK per two frames), udp_stream_64
+// (64-byte UDP payloads, guest to host only), tcp_rr (one 1-byte request and
+// one 1-byte response at a time per queue pair; round-trip latency sampled).
+//
+// Thread-safety contract: run_netperf() is called on the EAL main lcore with
+// no other lcore busy; it uses the main lcore and queue_pairs worker lcores.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace vxlate::dataplane {
+
+enum class Workload : uint8_t { kTcpStream, kUdpStream64, kTcpRr };
+enum class Mode : uint8_t { kIdentity, kLazy, kStrict };
+const char* to_string(Workload w) noexcept;
+const char* to_string(Mode m) noexcept;
+bool parse_workload(std::string_view s, Workload* w) noexcept;
+bool parse_mode(std::string_view s, Mode* m) noexcept;
+
+struct NetperfProgress {
+  double seconds;
+  uint64_t packets;
+  uint64_t payload_bytes;
+};
+
+struct NetperfConfig {
+  Workload workload = Workload::kTcpStream;
+  Mode mode = Mode::kLazy;
+  uint16_t queue_pairs = 1;
+  uint32_t queue_size = 256;
+  double seconds = 2.0;          // run length, unless `packets` is set
+  uint64_t packets = 0;          // stop after this many data frames (RR: transactions) per queue pair
+  uint32_t lazy_recycle = 64;    // completions between buffer recycles (lazy)
+  uint32_t lazy_flush = 32;      // recycled unmaps per sync (lazy)
+  uint32_t strict_batch = 32;    // frames mapped/unmapped per sync (strict)
+  bool event_idx = true;
+  bool indirect = true;
+  // Called from the main lcore about every 0.5 s while running.
+  std::function<void(const NetperfProgress&)> progress;
+};
+
+struct NetperfResult {
+  double seconds = 0;
+  uint64_t packets = 0;            // data frames guest to host (RR: transactions)
+  uint64_t payload_bytes = 0;      // goodput bytes guest to host
+  uint64_t rx_frames = 0;          // frames host to guest (ACKs, responses)
+  uint64_t translations = 0;       // device-side translate calls (rings, buffers)
+  uint64_t map_requests = 0;
+  uint64_t unmap_requests = 0;
+  uint64_t syncs = 0;
+  uint64_t request_bursts = 0;     // device handle_burst calls
+  uint64_t iotlb_hits = 0;
+  uint64_t iotlb_misses = 0;
+  uint64_t corrupt = 0;            // frames whose contents did not match (must be 0)
+  uint64_t poison_violations = 0;  // receive buffers written after their UNMAP (must be 0)
+  uint64_t bad_chains = 0;         // chains the device refused (must be 0 here)
+  uint64_t request_failures = 0;   // virtio-iommu requests that did not return OK (must be 0)
+  uint64_t fault_events = 0;
+  double rr_p50_us = 0;
+  double rr_p99_us = 0;
+  // Where the device lcore's time went (TSC cycles, summed over the run).
+  double device_busy_share = 0;    // iterations that found work / all iterations
+  double device_request_share = 0; // share of device cycles in request handling
+  double guest_sync_share = 0;     // share of guest cycles spent waiting in sync_req
+
+  double pps() const noexcept { return seconds > 0 ? packets / seconds : 0; }
+  double gbps() const noexcept { return seconds > 0 ? payload_bytes * 8.0 / seconds / 1e9 : 0; }
+  double hit_rate() const noexcept {
+    return iotlb_hits + iotlb_misses ? double(iotlb_hits) / double(iotlb_hits + iotlb_misses) : 0;
+  }
+  double unmaps_per_sync() const noexcept { return syncs ? double(unmap_requests) / double(syncs) : 0; }
+  bool clean() const noexcept { return corrupt == 0 && poison_violations == 0 && bad_chains == 0 && request_failures == 0; }
+};
+
+// Initialises DPDK's EAL for this machine: --no-huge --no-pci (memfd-backed
+// memory), no shared config, `lcores` lcores mapped onto the CPUs this
+// process may use. Returns false (with a message on stderr) on failure.
+bool init_eal(const char* argv0, unsigned lcores);
+// Runs one load. Throws std::runtime_error for a config that cannot run
+// (too few lcores, bad sizes).
+NetperfResult run_netperf(const NetperfConfig& cfg);
+// One line of JSON with every result field.
+std::string to_json(const NetperfConfig& cfg, const NetperfResult& r);
+
+}  // namespace vxlate::dataplane

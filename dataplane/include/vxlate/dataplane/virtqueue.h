@@ -1,0 +1,168 @@
+// vxlate/dataplane/virtqueue.h: the device side of one split virtqueue in guest
+// memory, with every address translated through the engine.
+//
+// A poll-mode lcore owns the queue. Once per poll-loop iteration it calls
+// begin(), which translates the three ring areas for this burst (with
+// VIRTIO_F_ACCESS_PLATFORM through Device::translate, i.e. the IOTLB, so ring
+// translations are cached and invalidated like any other; without it through
+// the memory table), then pop() chain after chain, push() a used entry for
+// each, and publish() once. The ring pointers and every buffer pointer pop()
+// returns are valid until the lcore's next quiescent report: an UNMAP of a ring
+// or a buffer completes only after that report, so nothing is touched after the
+// driver sees the UNMAP completed (DESIGN.md invariant 1).
+//
+// pop() walks a chain (direct descriptors, then at most one indirect table),
+// copies each descriptor out of guest memory once before checking it, and
+// translates each buffer into host segments. Hostile chains (DESIGN.md
+// invariant 4) are never followed outside the table: an out-of-range head is
+// skipped; any other bad chain (index out of range, a loop or a chain longer
+// than the queue, a bad indirect table, a readable buffer after a writable one,
+// a length that overflows 32 bits, a buffer that does not translate, too many
+// segments) is completed with length 0 and counted by reason, and the queue
+// goes on. An avail index that moves by more than the queue size marks the
+// queue broken (the device needs a reset), as Linux vhost does.
+//
+// Notifications: publish() follows VIRTIO_F_EVENT_IDX (used_event) or the
+// avail ring's NO_INTERRUPT flag and says whether the driver wants an
+// interrupt. A polling device does not want kicks: disable_kicks() sets
+// NO_NOTIFY; enable_kicks() (before the lcore idles) clears it or writes
+// avail_event and re-checks the avail index.
+//
+// Thread-safety contract: one owning thread (a registered, online reader of
+// the Device's Rcu) calls everything; stats() may be read by the owner, or by
+// anyone after the owner has stopped.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+
+#include "vxlate/common/ids.h"
+#include "vxlate/dataplane/virtio_ring.h"
+#include "vxlate/engine/device.h"
+
+namespace vxlate::dataplane {
+
+// Host segments one chain may translate into. Bounds the copy loops and the
+// per-lcore Chain (1 KiB); Linux's largest TX skb uses 19 descriptors.
+inline constexpr uint32_t kMaxChainSegs = 64;
+// Segments an indirect table may span in host memory (it is at most a page or
+// two in practice).
+inline constexpr uint32_t kMaxIndirectSegs = 4;
+
+// Where the device finds the queue: guest addresses of the three areas (IOVAs
+// of endpoint `ep` with ACCESS_PLATFORM, else GPAs).
+struct QueueConfig {
+  uint32_t size = 0;
+  uint64_t desc = 0;
+  uint64_t avail = 0;
+  uint64_t used = 0;
+  bool access_platform = false;
+  bool event_idx = false;
+  bool indirect = false;
+  EndpointId ep{0};
+};
+
+// One popped chain: readable segments first, then writable ones.
+struct Chain {
+  uint16_t head = 0;
+  uint32_t nsegs = 0;
+  uint32_t nreadable = 0;       // segs[0, nreadable) are device-readable
+  uint64_t readable_bytes = 0;
+  uint64_t writable_bytes = 0;
+  std::array<engine::Segment, kMaxChainSegs> segs;
+};
+
+// Why a chain was refused; the stats count each.
+enum class BadChain : uint8_t {
+  kHeadRange,      // head index >= size (skipped: it cannot be completed)
+  kIndexRange,     // a next index >= size (or >= the indirect table's count)
+  kLoop,           // more descriptors than the queue (or table) holds
+  kIndirect,       // indirect without the feature, nested, NEXT with INDIRECT, bad length
+  kOrder,          // a readable buffer after a writable one
+  kLength,         // total writable length over 32 bits
+  kUnmapped,       // a buffer (or the indirect table) does not translate
+  kTooManySegs,    // more than kMaxChainSegs host segments
+  kDirection,      // refused by the caller: wrong buffer direction or size for this queue
+  kCount
+};
+const char* to_string(BadChain why) noexcept;
+
+struct VirtqueueStats {
+  uint64_t chains = 0;          // good chains popped
+  uint64_t translations = 0;    // translate calls (rings once per burst, each buffer and indirect table)
+  uint64_t used = 0;            // used entries published (bad chains included)
+  uint64_t interrupts = 0;      // publish() calls that asked for an interrupt
+  uint64_t ring_faults = 0;     // begin() could not translate a ring area
+  uint64_t broken = 0;          // the avail index jumped; queue stopped
+  std::array<uint64_t, static_cast<size_t>(BadChain::kCount)> bad{};
+  uint64_t bad_total() const noexcept {
+    uint64_t n = 0;
+    for (uint64_t b : bad) n += b;
+    return n;
+  }
+};
+
+class Virtqueue {
+ public:
+  // Control side. The config is checked in begin(), not here: a queue with a
+  // bad size or misaligned rings never starts (begin() returns false, counted
+  // as a ring fault).
+  Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept;
+
+  // Reader side: translates the ring areas for this burst. False when the
+  // queue is broken or a ring area does not translate to one aligned host
+  // segment (counted in ring_faults); the caller skips the queue this round.
+  bool begin(uint32_t reader) noexcept;
+  // Reader side, after begin(): chains the driver has made available and not
+  // yet popped (0 if broken).
+  uint16_t available() noexcept;
+  // Reader side, after begin(): pops the next good chain into *c, completing
+  // and counting bad ones on the way. False when nothing is available.
+  bool pop(Chain* c) noexcept;
+  // Reader side: gives back the last n popped chains (not yet pushed), for a
+  // caller that could not use them (mergeable RX running out of buffers).
+  void unpop(uint16_t n) noexcept { last_avail_ -= n; }
+  // Reader side: a used entry for `head` with `len` bytes written. Visible to
+  // the driver only after publish().
+  void push(uint16_t head, uint32_t len) noexcept;
+  // Reader side: completes a popped chain the caller refuses (length 0), counted.
+  void refuse(const Chain& c, BadChain why) noexcept;
+  // Reader side: publishes the pushed entries (release store of used.idx);
+  // returns true when the driver asked for an interrupt for them.
+  bool publish() noexcept;
+
+  // Reader side, after begin(): notification suppression (see file note).
+  // enable_kicks() returns true when more chains arrived meanwhile.
+  void disable_kicks() noexcept;
+  bool enable_kicks() noexcept;
+
+  bool broken() const noexcept { return broken_; }
+  const QueueConfig& config() const noexcept { return cfg_; }
+  const VirtqueueStats& stats() const noexcept { return stats_; }
+
+ private:
+  bool translate_ring(uint64_t addr, uint64_t len, uint8_t access, uint64_t align, uint8_t** hva) noexcept;
+  bool add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable, BadChain* why) noexcept;
+  bool walk(uint16_t head, Chain* c, BadChain* why) noexcept;
+  bool walk_indirect(const VirtqDesc& d, Chain* c, BadChain* why) noexcept;
+  Status translate(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out,
+                           size_t* n) noexcept;
+  void count_bad(BadChain why) noexcept { ++stats_.bad[static_cast<size_t>(why)]; }
+
+  engine::Device& dev_;
+  QueueConfig cfg_;
+  uint32_t reader_ = 0;
+  // This burst's host views of the rings (valid until the next quiescent report).
+  const uint8_t* desc_ = nullptr;
+  AvailRing avail_{nullptr, 0};
+  UsedRing used_{nullptr, 0};
+  uint16_t last_avail_ = 0;   // next avail slot to pop
+  uint16_t used_idx_ = 0;     // used.idx as last published
+  uint16_t pending_ = 0;      // entries pushed since the last publish
+  uint16_t avail_cache_ = 0;  // avail.idx as last read
+  bool broken_ = false;
+  VirtqueueStats stats_;
+};
+
+}  // namespace vxlate::dataplane

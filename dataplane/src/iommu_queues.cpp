@@ -1,0 +1,106 @@
+#include "vxlate/dataplane/iommu_queues.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace vxlate::dataplane {
+
+namespace {
+// The control thread is not an Rcu reader; Virtqueue ignores the id without
+// ACCESS_PLATFORM.
+constexpr uint32_t kNoReader = 0;
+}  // namespace
+
+IommuQueues::IommuQueues(engine::Device& dev, const QueueConfig& requestq, const QueueConfig& eventq)
+    : dev_(dev), req_(dev, requestq), evq_(dev, eventq) {
+  if (requestq.access_platform || eventq.access_platform)
+    throw std::invalid_argument("IommuQueues: the virtio-iommu queues are not translated by the IOMMU itself");
+  // PROBE needs probe_size bytes of properties plus the tail; others the tail.
+  max_writable_ = std::max<size_t>(dev.config().probe_size + engine::kTailSize, 64);
+  slots_.resize(engine::kMaxRequestBurst);
+  out_.resize(engine::kMaxRequestBurst * max_writable_);
+  chains_.resize(engine::kMaxRequestBurst);
+  reqs_.resize(engine::kMaxRequestBurst);
+}
+
+void IommuQueues::scatter(const Chain& c, const uint8_t* src, uint32_t len) noexcept {
+  for (uint32_t s = c.nreadable; s < c.nsegs && len > 0; ++s) {
+    const uint32_t take = static_cast<uint32_t>(std::min<uint64_t>(len, c.segs[s].len));
+    std::memcpy(reinterpret_cast<uint8_t*>(c.segs[s].addr), src, take);
+    src += take;
+    len -= take;
+  }
+}
+
+size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt) noexcept {
+  bool irq = false;
+  size_t n = 0;
+  if (req_.begin(kNoReader)) {
+    while (n < engine::kMaxRequestBurst && req_.pop(&chains_[n])) {
+      const Chain& c = chains_[n];
+      // A request needs its struct (readable) and room for the tail
+      // (writable); the device never writes beyond what it can scatter.
+      if (c.readable_bytes == 0 || c.writable_bytes < engine::kTailSize || c.writable_bytes > max_writable_) {
+        req_.refuse(c, BadChain::kDirection);
+        continue;
+      }
+      Slot& slot = slots_[n];
+      // Gather the readable part (at most kMaxReadable bytes: more than any
+      // request struct, so truncation cannot change a request's meaning).
+      size_t in_len = 0;
+      for (uint32_t s = 0; s < c.nreadable && in_len < kMaxReadable; ++s) {
+        const size_t take = std::min<uint64_t>(kMaxReadable - in_len, c.segs[s].len);
+        std::memcpy(slot.in + in_len, reinterpret_cast<const uint8_t*>(c.segs[s].addr), take);
+        in_len += take;
+      }
+      slot.out_len = static_cast<uint32_t>(c.writable_bytes);
+      reqs_[n] = engine::Request{std::span<const uint8_t>(slot.in, in_len),
+                                 std::span<uint8_t>(out_.data() + n * max_writable_, slot.out_len), 0};
+      ++n;
+    }
+    if (n > 0) {
+      // Every request applied, one sync, and only then any completion.
+      dev_.handle_burst(std::span<engine::Request>(reqs_.data(), n), self_reader);
+      for (size_t i = 0; i < n; ++i) {
+        scatter(chains_[i], reqs_[i].writable.data(), reqs_[i].used);
+        req_.push(chains_[i].head, reqs_[i].used);
+      }
+      stats_.requests += n;
+      ++stats_.bursts;
+    }
+    irq |= req_.publish();
+  }
+  irq |= deliver_events();
+  if (interrupt != nullptr) *interrupt = irq;
+  return n;
+}
+
+bool IommuQueues::deliver_events() noexcept {
+  // Top up the pending list from the engine's per-reader rings.
+  if (npending_ < kPendingEvents)
+    npending_ += dev_.drain_events(std::span<engine::FaultEvent>(pending_.data() + npending_, kPendingEvents - npending_));
+  if (npending_ == 0 || !evq_.begin(kNoReader)) return false;
+  size_t sent = 0;
+  Chain c;
+  while (sent < npending_ && evq_.pop(&c)) {
+    if (c.nreadable != 0 || c.writable_bytes < kFaultEventSize) {
+      evq_.refuse(c, BadChain::kDirection);
+      continue;
+    }
+    const engine::FaultEvent& e = pending_[sent++];
+    uint8_t buf[kFaultEventSize] = {};
+    buf[0] = e.reason;
+    std::memcpy(buf + 4, &e.flags, 4);
+    std::memcpy(buf + 8, &e.endpoint, 4);
+    std::memcpy(buf + 16, &e.address, 8);
+    scatter(c, buf, kFaultEventSize);
+    evq_.push(c.head, kFaultEventSize);
+  }
+  std::move(pending_.begin() + sent, pending_.begin() + npending_, pending_.begin());
+  npending_ -= sent;
+  stats_.events += sent;
+  return evq_.publish();
+}
+
+}  // namespace vxlate::dataplane

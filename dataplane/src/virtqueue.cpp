@@ -1,0 +1,286 @@
+#include "vxlate/dataplane/virtqueue.h"
+
+#include <cstring>
+
+#include "vxlate/common/range.h"
+
+namespace vxlate::dataplane {
+
+using engine::Segment;
+using pagetable::kPermRead;
+using pagetable::kPermWrite;
+
+const char* to_string(BadChain why) noexcept {
+  switch (why) {
+    case BadChain::kHeadRange: return "head_range";
+    case BadChain::kIndexRange: return "index_range";
+    case BadChain::kLoop: return "loop";
+    case BadChain::kIndirect: return "indirect";
+    case BadChain::kOrder: return "order";
+    case BadChain::kLength: return "length";
+    case BadChain::kUnmapped: return "unmapped";
+    case BadChain::kTooManySegs: return "too_many_segs";
+    case BadChain::kDirection: return "direction";
+    case BadChain::kCount: break;
+  }
+  return "?";
+}
+
+Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept : dev_(dev), cfg_(cfg) {}
+
+Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
+                            size_t* n) noexcept {
+  ++stats_.translations;
+  if (cfg_.access_platform) return dev_.translate(reader_, cfg_.ep, addr, len, access, out, n);
+  return dev_.translate_phys(addr, len, out, n);
+}
+
+bool Virtqueue::translate_ring(uint64_t addr, uint64_t len, uint8_t access, uint64_t align, uint8_t** hva) noexcept {
+  Segment seg;
+  size_t n = 0;
+  // A ring area must be one host segment, aligned as the spec requires of its
+  // guest address, so that index fields can be accessed atomically in place.
+  if (translate(addr, len, access, std::span<Segment>(&seg, 1), &n) != Status::kOk || n != 1 ||
+      !is_aligned(addr, align) || !is_aligned(seg.addr, align)) {
+    return false;
+  }
+  *hva = reinterpret_cast<uint8_t*>(seg.addr);
+  return true;
+}
+
+bool Virtqueue::begin(uint32_t reader) noexcept {
+  reader_ = reader;
+  if (broken_) return false;
+  const uint32_t size = cfg_.size;
+  uint8_t* desc = nullptr;
+  uint8_t* avail = nullptr;
+  uint8_t* used = nullptr;
+  // The device only reads the descriptor table and the avail ring and only
+  // writes the used ring (avail_event included).
+  if (!valid_queue_size(size) || !translate_ring(cfg_.desc, desc_bytes(size), kPermRead, kDescAlign, &desc) ||
+      !translate_ring(cfg_.avail, avail_bytes(size), kPermRead, kAvailAlign, &avail) ||
+      !translate_ring(cfg_.used, used_bytes(size), kPermWrite, kUsedAlign, &used)) {
+    desc_ = nullptr;
+    ++stats_.ring_faults;
+    return false;
+  }
+  desc_ = desc;
+  avail_ = AvailRing{avail, size};
+  used_ = UsedRing{used, size};
+  return true;
+}
+
+uint16_t Virtqueue::available() noexcept {
+  if (desc_ == nullptr || broken_) return 0;
+  // acquire: pairs with the driver's release store of avail.idx after it wrote
+  // the ring entries and descriptors we are about to read.
+  avail_cache_ = load16(avail_.idx(), std::memory_order_acquire);
+  const uint16_t n = static_cast<uint16_t>(avail_cache_ - last_avail_);
+  if (n > cfg_.size) {
+    // The driver claims more chains than the queue holds: nothing in the ring
+    // can be trusted any more (virtio: the device needs a reset).
+    broken_ = true;
+    ++stats_.broken;
+    return 0;
+  }
+  return n;
+}
+
+bool Virtqueue::pop(Chain* c) noexcept {
+  for (;;) {
+    if (last_avail_ == avail_cache_ && available() == 0) return false;
+    const uint16_t head = avail_.ring(last_avail_ & (cfg_.size - 1));  // plain: ordered by the acquire above
+    ++last_avail_;
+    BadChain why{};
+    if (head >= cfg_.size) {
+      // No descriptor to complete: skip it.
+      count_bad(BadChain::kHeadRange);
+      continue;
+    }
+    if (walk(head, c, &why)) {
+      ++stats_.chains;
+      return true;
+    }
+    count_bad(why);
+    push(head, 0);
+  }
+}
+
+bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable, BadChain* why) noexcept {
+  if (len == 0) return true;  // nothing to transfer
+  if (!writable && c->nsegs != c->nreadable) {
+    *why = BadChain::kOrder;
+    return false;
+  }
+  uint64_t last = 0;
+  if (!range_last(addr, len, &last)) {
+    *why = BadChain::kUnmapped;
+    return false;
+  }
+  if (c->nsegs == kMaxChainSegs) {
+    *why = BadChain::kTooManySegs;
+    return false;
+  }
+  size_t n = 0;
+  const Status st = translate(addr, len, writable ? kPermWrite : kPermRead,
+                              std::span<Segment>(c->segs.data() + c->nsegs, kMaxChainSegs - c->nsegs), &n);
+  if (st != Status::kOk) {
+    // FAULT: some byte unmapped or without the permission; INVAL here (the range
+    // was checked) means the segment array ran out.
+    *why = st == Status::kInval ? BadChain::kTooManySegs : BadChain::kUnmapped;
+    return false;
+  }
+  c->nsegs += static_cast<uint32_t>(n);
+  if (writable) {
+    c->writable_bytes += len;
+    if (c->writable_bytes > UINT32_MAX) {
+      *why = BadChain::kLength;
+      return false;
+    }
+  } else {
+    c->nreadable = c->nsegs;
+    c->readable_bytes += len;
+  }
+  return true;
+}
+
+bool Virtqueue::walk(uint16_t head, Chain* c, BadChain* why) noexcept {
+  c->head = head;
+  c->nsegs = 0;
+  c->nreadable = 0;
+  c->readable_bytes = 0;
+  c->writable_bytes = 0;
+  uint32_t idx = head;
+  for (uint32_t count = 0;; ++count) {
+    if (count == cfg_.size) {
+      *why = BadChain::kLoop;
+      return false;
+    }
+    VirtqDesc d;
+    std::memcpy(&d, desc_ + 16 * idx, sizeof d);  // read once; the guest may change it under us
+    if (d.flags & kDescFlagIndirect) {
+      // virtio 2.7.5.3.1: INDIRECT needs the feature and excludes NEXT; it ends the chain.
+      if (!cfg_.indirect || (d.flags & kDescFlagNext)) {
+        *why = BadChain::kIndirect;
+        return false;
+      }
+      return walk_indirect(d, c, why);
+    }
+    if (!add_buffer(c, d.addr, d.len, (d.flags & kDescFlagWrite) != 0, why)) return false;
+    if (!(d.flags & kDescFlagNext)) return true;
+    if (d.next >= cfg_.size) {
+      *why = BadChain::kIndexRange;
+      return false;
+    }
+    idx = d.next;
+  }
+}
+
+bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) noexcept {
+  // The table: a whole number of descriptors, no more than the queue holds.
+  if (table.len == 0 || table.len % sizeof(VirtqDesc) != 0 || table.len / sizeof(VirtqDesc) > cfg_.size) {
+    *why = BadChain::kIndirect;
+    return false;
+  }
+  std::array<Segment, kMaxIndirectSegs> segs;
+  size_t nsegs = 0;
+  const Status st = translate(table.addr, table.len, kPermRead, segs, &nsegs);
+  if (st != Status::kOk) {
+    *why = st == Status::kInval ? BadChain::kTooManySegs : BadChain::kUnmapped;
+    return false;
+  }
+  const uint32_t n = table.len / sizeof(VirtqDesc);
+  // Reads descriptor i of the table, which may straddle two host segments.
+  auto read = [&](uint32_t i, VirtqDesc* d) {
+    uint64_t off = uint64_t{i} * sizeof(VirtqDesc);
+    auto* out = reinterpret_cast<uint8_t*>(d);
+    size_t want = sizeof(VirtqDesc);
+    for (size_t s = 0; s < nsegs && want > 0; ++s) {
+      if (off >= segs[s].len) {
+        off -= segs[s].len;
+        continue;
+      }
+      const size_t take = std::min<uint64_t>(want, segs[s].len - off);
+      std::memcpy(out, reinterpret_cast<const uint8_t*>(segs[s].addr) + off, take);
+      out += take;
+      want -= take;
+      off = 0;
+    }
+  };
+  uint32_t idx = 0;
+  for (uint32_t count = 0;; ++count) {
+    if (count == n) {
+      *why = BadChain::kLoop;
+      return false;
+    }
+    VirtqDesc d;
+    read(idx, &d);
+    if (d.flags & kDescFlagIndirect) {  // nested tables are forbidden
+      *why = BadChain::kIndirect;
+      return false;
+    }
+    if (!add_buffer(c, d.addr, d.len, (d.flags & kDescFlagWrite) != 0, why)) return false;
+    if (!(d.flags & kDescFlagNext)) return true;
+    if (d.next >= n) {
+      *why = BadChain::kIndexRange;
+      return false;
+    }
+    idx = d.next;
+  }
+}
+
+void Virtqueue::push(uint16_t head, uint32_t len) noexcept {
+  // plain stores: published by the release store of used.idx in publish().
+  VirtqUsedElem& e = used_.ring(static_cast<uint16_t>(used_idx_ + pending_) & (cfg_.size - 1));
+  e.id = head;
+  e.len = len;
+  ++pending_;
+}
+
+void Virtqueue::refuse(const Chain& c, BadChain why) noexcept {
+  count_bad(why);
+  --stats_.chains;
+  push(c.head, 0);
+}
+
+bool Virtqueue::publish() noexcept {
+  if (pending_ == 0) return false;
+  const uint16_t old_idx = used_idx_;
+  used_idx_ = static_cast<uint16_t>(used_idx_ + pending_);
+  stats_.used += pending_;
+  pending_ = 0;
+  // seq_cst: releases the used entries and buffer contents (pairs with the
+  // driver's acquire load of used.idx), and orders this store before the load
+  // of used_event/flags below (pairs with the driver's seq_cst store of
+  // used_event followed by its load of used.idx): either we see its new
+  // used_event or it sees our new used.idx.
+  store16(used_.idx(), used_idx_, std::memory_order_seq_cst);
+  bool want = false;
+  if (cfg_.event_idx) {
+    want = need_event(load16(avail_.used_event(), std::memory_order_seq_cst), used_idx_, old_idx);
+  } else {
+    want = !(load16(avail_.flags(), std::memory_order_seq_cst) & kAvailFlagNoInterrupt);
+  }
+  if (want) ++stats_.interrupts;
+  return want;
+}
+
+void Virtqueue::disable_kicks() noexcept {
+  if (desc_ == nullptr) return;
+  // relaxed: a hint; the driver may kick once more, which a polling device ignores.
+  store16(used_.flags(), kUsedFlagNoNotify, std::memory_order_relaxed);
+}
+
+bool Virtqueue::enable_kicks() noexcept {
+  if (desc_ == nullptr) return false;
+  if (cfg_.event_idx) {
+    // seq_cst: ordered before the re-check of avail.idx below; pairs with the
+    // driver's seq_cst store of avail.idx followed by its load of avail_event.
+    store16(used_.avail_event(), last_avail_, std::memory_order_seq_cst);
+  } else {
+    store16(used_.flags(), 0, std::memory_order_seq_cst);
+  }
+  return load16(avail_.idx(), std::memory_order_seq_cst) != last_avail_;
+}
+
+}  // namespace vxlate::dataplane
