@@ -253,6 +253,13 @@ struct Shared {
   std::atomic<bool> guest_stop{false};
   std::atomic<bool> device_stop{false};
   std::atomic<unsigned> guests_running{0};
+  // The lcore launch and join go through EAL's own synchronisation, which
+  // ThreadSanitizer does not see (DPDK is not instrumented): these two flags
+  // make the hand-over explicit. release by the main lcore after setup,
+  // acquire by each worker before it starts; release by the device lcore when
+  // it is done, acquire by the main lcore before it reads the results.
+  std::atomic<bool> setup_done{false};
+  std::atomic<bool> device_done{false};
   // Device lcore results (written by it, read after it stopped).
   uint32_t reader = 0;
   uint64_t dev_iters = 0, dev_busy_iters = 0, dev_cycles = 0, dev_req_cycles = 0;
@@ -579,8 +586,13 @@ rte_mbuf* make_reply(rte_mempool* mp, Workload w, uint16_t qp, uint32_t seq, uin
   return m;
 }
 
+void wait_setup(Shared& sh) {
+  while (!sh.setup_done.load(std::memory_order_acquire)) rte_pause();
+}
+
 int device_main(void* arg) {
   Shared& sh = *static_cast<Shared*>(arg);
+  wait_setup(sh);
   const Workload w = sh.cfg.workload;
   const uint16_t qps = sh.net->queue_pairs();
   std::vector<Peer> peers(qps);
@@ -637,11 +649,14 @@ int device_main(void* arg) {
   for (Peer& p : peers)
     for (uint16_t i = 0; i < p.nout; ++i) rte_pktmbuf_free(p.out[i]);
   tlb.offline(sh.reader);
+  sh.device_done.store(true, std::memory_order_release);
   return 0;
 }
 
 int guest_main(void* arg) {
-  static_cast<GuestQp*>(arg)->run();
+  auto* g = static_cast<GuestQp*>(arg);
+  wait_setup(g->sh);
+  g->run();
   return 0;
 }
 
@@ -690,6 +705,7 @@ NetperfResult run_netperf(const NetperfConfig& cfg) {
   const uint64_t setup_maps = sh.iommu.maps();
   sh.iommu.set_idle(pause_idle);
 
+  sh.setup_done.store(true, std::memory_order_release);
   std::vector<unsigned> workers;
   unsigned l;
   RTE_LCORE_FOREACH_WORKER(l) workers.push_back(l);
@@ -728,6 +744,7 @@ NetperfResult run_netperf(const NetperfConfig& cfg) {
   while (sh.guests_running.load(std::memory_order_acquire) != 0) pause_idle();
   const uint64_t t1 = rte_rdtsc();
   sh.device_stop.store(true, std::memory_order_relaxed);
+  while (!sh.device_done.load(std::memory_order_acquire)) pause_idle();
   rte_eal_mp_wait_lcore();
 
   NetperfResult r;
