@@ -74,8 +74,8 @@ uint16_t Virtqueue::available() noexcept {
   if (desc_ == nullptr || broken_) return 0;
   // acquire: pairs with the driver's release store of avail.idx after it wrote
   // the ring entries and descriptors we are about to read.
-  avail_cache_ = load16(avail_.idx(), std::memory_order_acquire);
-  const uint16_t n = static_cast<uint16_t>(avail_cache_ - last_avail_);
+  const uint16_t idx = load16(avail_.idx(), std::memory_order_acquire);
+  const uint16_t n = static_cast<uint16_t>(idx - last_avail_);
   if (n > cfg_.size) {
     // The driver claims more chains than the queue holds: nothing in the ring
     // can be trusted any more (virtio: the device needs a reset).
@@ -83,10 +83,12 @@ uint16_t Virtqueue::available() noexcept {
     ++stats_.broken;
     return 0;
   }
+  avail_cache_ = idx;
   return n;
 }
 
 bool Virtqueue::pop(Chain* c) noexcept {
+  if (desc_ == nullptr || broken_) return false;  // no begin() this burst, or stopped
   for (;;) {
     if (last_avail_ == avail_cache_ && available() == 0) return false;
     const uint16_t head = avail_.ring(last_avail_ & (cfg_.size - 1));  // plain: ordered by the acquire above
@@ -180,6 +182,11 @@ bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) n
   // The table: a whole number of descriptors, no more than the queue holds.
   if (table.len == 0 || table.len % sizeof(VirtqDesc) != 0 || table.len / sizeof(VirtqDesc) > cfg_.size) {
     *why = BadChain::kIndirect;
+    return false;
+  }
+  uint64_t table_last = 0;
+  if (!range_last(table.addr, table.len, &table_last)) {
+    *why = BadChain::kUnmapped;
     return false;
   }
   std::array<Segment, kMaxIndirectSegs> segs;

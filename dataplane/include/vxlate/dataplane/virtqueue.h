@@ -122,7 +122,13 @@ class Virtqueue {
   bool pop(Chain* c) noexcept;
   // Reader side: gives back the last n popped chains (not yet pushed), for a
   // caller that could not use them (mergeable RX running out of buffers).
-  void unpop(uint16_t n) noexcept { last_avail_ -= n; }
+  // Rewinds avail slots: valid only when pop() completed no bad chain since
+  // the first of them (stats().bad_total() unchanged), else a bad chain would
+  // be completed twice.
+  void unpop(uint16_t n) noexcept {
+    last_avail_ = static_cast<uint16_t>(last_avail_ - n);
+    stats_.chains -= n;
+  }
   // Reader side: a used entry for `head` with `len` bytes written. Visible to
   // the driver only after publish().
   void push(uint16_t head, uint32_t len) noexcept;
