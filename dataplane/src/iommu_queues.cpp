@@ -55,6 +55,9 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt) noexcept {
         in_len += take;
       }
       slot.out_len = static_cast<uint32_t>(c.writable_bytes);
+      // The device writes only the tail (and PROBE's properties) but reports
+      // the whole writable part as used: no byte of an earlier request may leak.
+      std::memset(out_.data() + n * max_writable_, 0, slot.out_len);
       reqs_[n] = engine::Request{std::span<const uint8_t>(slot.in, in_len),
                                  std::span<uint8_t>(out_.data() + n * max_writable_, slot.out_len), 0};
       ++n;

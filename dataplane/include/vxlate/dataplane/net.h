@@ -67,8 +67,9 @@ class NetDevice {
   // `count` (<= kMaxNetBurst) mbufs from mp. Returns how many.
   uint16_t dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp, rte_mbuf** pkts, uint16_t count) noexcept;
   // Reader side: host-to-guest frames; returns how many were taken: copied,
-  // or dropped and counted (a frame over kMaxFrame, or one that does not fit
-  // a single receive chain without MRG_RXBUF). The caller still owns and
+  // or dropped and counted (a frame over kMaxFrame, one that needs more than
+  // kMaxMergeChains receive chains, or without MRG_RXBUF one that does not fit
+  // a single chain). The caller still owns and
   // frees every mbuf; those past the return value found no receive buffers.
   uint16_t enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const* pkts, uint16_t count) noexcept;
 
