@@ -99,6 +99,9 @@ constexpr uint32_t kMss = 1448;
 constexpr uint32_t kSendSize = 65536;     // one TCP_STREAM send
 constexpr uint8_t kPoison = 0xa5;
 constexpr size_t kMaxRttSamples = 1 << 20;
+// Idle poll iterations before the device lcore goes offline for a moment
+// (a few hundred microseconds of nothing to do).
+constexpr unsigned kIdleBeforeOffline = 1u << 16;
 
 // Yields after a short spin: several busy lcores may share one CPU.
 struct Backoff {
@@ -262,6 +265,7 @@ struct Shared {
   std::atomic<bool> device_done{false};
   // Device lcore results (written by it, read after it stopped).
   uint32_t reader = 0;
+  uint64_t dev_offline = 0;  // times the device lcore went offline when idle
   uint64_t dev_iters = 0, dev_busy_iters = 0, dev_cycles = 0, dev_req_cycles = 0;
   uint64_t peer_corrupt = 0;
 
@@ -641,8 +645,15 @@ int device_main(void* arg) {
     if (work) {
       ++sh.dev_busy_iters;
       backoff.reset();
+    } else if (++backoff.spins % kIdleBeforeOffline == 0) {
+      // Idle for a while: go offline so no writer waits on us, let others
+      // run, and come back (with an empty IOTLB cache) to poll again.
+      tlb.offline(sh.reader);
+      sched_yield();
+      tlb.online(sh.reader);
+      ++sh.dev_offline;
     } else {
-      backoff.idle();
+      rte_pause();
     }
   }
   sh.dev_cycles = rte_rdtsc() - t_start;
