@@ -400,6 +400,20 @@ Status Device::set_mem_table(std::span<const MemRegion> regions) noexcept {
 
 // --- data path -------------------------------------------------------------------
 
+namespace {
+// Appends [addr, addr + len) to segs[0, *n), merging with the last segment when
+// contiguous; false when a new segment is needed and segs is full.
+bool append_segment(std::span<Segment> segs, size_t* n, uint64_t addr, uint64_t len) noexcept {
+  if (*n > 0 && segs[*n - 1].addr + segs[*n - 1].len == addr) {
+    segs[*n - 1].len += len;
+    return true;
+  }
+  if (*n == segs.size()) return false;
+  segs[(*n)++] = Segment{addr, len};
+  return true;
+}
+}  // namespace
+
 Status Device::translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                          std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept {
   return translate_impl(reader, ep, iova, len, access, segs, nsegs, true, fault);
@@ -458,12 +472,7 @@ Status Device::translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uin
       addr = reg->hva + (gpa - reg->gpa);
     }
     const uint64_t chunk = chunk_last - pos + 1;
-    if (n > 0 && segs[n - 1].addr + segs[n - 1].len == addr) {
-      segs[n - 1].len += chunk;
-    } else {
-      if (n == segs.size()) return Status::kInval;
-      segs[n++] = Segment{addr, chunk};
-    }
+    if (!append_segment(segs, &n, addr, chunk)) return Status::kInval;
     if (chunk_last == last) break;
     pos = chunk_last + 1;
   }
@@ -492,12 +501,7 @@ Status Device::translate_phys(uint64_t gpa, uint64_t len, std::span<Segment> seg
     const uint64_t chunk_last = std::min(last, reg->gpa + (reg->size - 1));
     const uint64_t addr = reg->hva + (pos - reg->gpa);
     const uint64_t chunk = chunk_last - pos + 1;
-    if (n > 0 && segs[n - 1].addr + segs[n - 1].len == addr) {
-      segs[n - 1].len += chunk;
-    } else {
-      if (n == segs.size()) return Status::kInval;
-      segs[n++] = Segment{addr, chunk};
-    }
+    if (!append_segment(segs, &n, addr, chunk)) return Status::kInval;
     if (chunk_last == last) break;
     pos = chunk_last + 1;
   }
