@@ -265,7 +265,6 @@ struct Shared {
   std::atomic<bool> device_done{false};
   // Device lcore results (written by it, read after it stopped).
   uint32_t reader = 0;
-  uint64_t dev_offline = 0;  // times the device lcore went offline when idle
   uint64_t dev_iters = 0, dev_busy_iters = 0, dev_cycles = 0, dev_req_cycles = 0;
   uint64_t peer_corrupt = 0;
 
@@ -645,15 +644,15 @@ int device_main(void* arg) {
     if (work) {
       ++sh.dev_busy_iters;
       backoff.reset();
-    } else if (++backoff.spins % kIdleBeforeOffline == 0) {
-      // Idle for a while: go offline so no writer waits on us, let others
-      // run, and come back (with an empty IOTLB cache) to poll again.
-      tlb.offline(sh.reader);
-      sched_yield();
-      tlb.online(sh.reader);
-      ++sh.dev_offline;
     } else {
-      rte_pause();
+      backoff.idle();  // pauses, and yields now and then (lcores may share a CPU)
+      if (backoff.spins % kIdleBeforeOffline == 0) {
+        // Idle for a while: go offline so no writer waits on us, let others
+        // run, and come back (with an empty IOTLB cache) to poll again.
+        tlb.offline(sh.reader);
+        sched_yield();
+        tlb.online(sh.reader);
+      }
     }
   }
   sh.dev_cycles = rte_rdtsc() - t_start;
