@@ -205,7 +205,7 @@ bool endpoint_of(const Device& dev, uint32_t domain, uint32_t* ep) {
 
 struct Harness {
   Rcu rcu{1};
-  uint32_t reader = rcu.register_reader();  // offline except around translate_gpa()
+  uint32_t reader = rcu.register_reader();  // offline except around iova_to_gpa()
 
   // One byte at `iova` through `ep`; the reader is online only for the call,
   // since handle() waits for online readers.
@@ -213,7 +213,7 @@ struct Harness {
     vxlate::engine::Segment seg[1];
     size_t n = 0;
     dev.iotlb().online(reader);
-    const Status s = dev.translate_gpa(reader, EndpointId{ep}, iova, 1, access, seg, &n);
+    const Status s = dev.iova_to_gpa(reader, EndpointId{ep}, iova, 1, access, seg, &n);
     dev.iotlb().offline(reader);
     if (s == Status::kOk) {
       FUZZ_CHECK(n == 1 && seg[0].len == 1);

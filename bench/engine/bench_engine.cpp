@@ -226,7 +226,7 @@ void BM_MapUnmapTables(benchmark::State& state) {
   report(state, batch, timed);
 }
 
-// translate(): an endpoint's 64-byte DMA read through IOTLB, page table and
+// iova_to_hva(): an endpoint's 64-byte DMA read through IOTLB, page table and
 // memory table, 32 calls per burst between two quiescent reports. hit: 512
 // resident pages in a 4096-entry IOTLB; miss: 16384 pages over a 64-entry IOTLB,
 // so nearly every call walks the page table and fills.
@@ -264,7 +264,7 @@ void BM_Translate(benchmark::State& state, bool hit) {
   for (auto _ : state) {
     for (size_t i = 0; i < kBurst; ++i) {
       size_t n = 0;
-      ok += dev.translate(id, vxlate::EndpointId{kEndpoint}, probes[pos + i], 64, vxlate::pagetable::kPermRead, segs,
+      ok += dev.iova_to_hva(id, vxlate::EndpointId{kEndpoint}, probes[pos + i], 64, vxlate::pagetable::kPermRead, segs,
                           &n) == Status::kOk;
     }
     dev.iotlb().quiescent(id);

@@ -31,8 +31,8 @@ Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept : dev
 Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
                             size_t* n) noexcept {
   ++stats_.translations;
-  if (cfg_.access_platform) return dev_.translate(reader_, cfg_.ep, addr, len, access, out, n);
-  return dev_.translate_phys(addr, len, out, n);
+  if (cfg_.access_platform) return dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n);
+  return dev_.gpa_to_hva(addr, len, out, n);
 }
 
 bool Virtqueue::translate_ring(uint64_t addr, uint64_t len, uint8_t access, uint64_t align, uint8_t** hva) noexcept {

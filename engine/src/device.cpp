@@ -414,12 +414,12 @@ bool append_segment(std::span<Segment> segs, size_t* n, uint64_t addr, uint64_t 
 }
 }  // namespace
 
-Status Device::translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+Status Device::iova_to_hva(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                          std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept {
   return translate_impl(reader, ep, iova, len, access, segs, nsegs, true, fault);
 }
 
-Status Device::translate_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+Status Device::iova_to_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                              std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept {
   return translate_impl(reader, ep, iova, len, access, segs, nsegs, false, fault);
 }
@@ -488,7 +488,7 @@ const MemRegion* Device::MemTable::find(uint64_t gpa) const noexcept {
   return &*std::prev(it);
 }
 
-Status Device::translate_phys(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept {
+Status Device::gpa_to_hva(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept {
   *nsegs = 0;
   uint64_t last = 0;
   if (!range_last(gpa, len, &last)) return Status::kInval;

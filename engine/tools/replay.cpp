@@ -314,7 +314,7 @@ void Replay::translate(Fields f) {
   eng::FaultEvent fault{};
   // Online only around the call: handle() waits for every online reader.
   dev.iotlb().online(reader_);
-  const vxlate::Status st = dev.translate_gpa(reader_, vxlate::EndpointId{ep}, iova, len, access, segs, &n, &fault);
+  const vxlate::Status st = dev.iova_to_gpa(reader_, vxlate::EndpointId{ep}, iova, len, access, segs, &n, &fault);
   dev.iotlb().offline(reader_);
   if (st == vxlate::Status::kFault) {
     out_ << "FAULT " << (fault.reason == eng::kFaultReasonDomain ? "domain" : "mapping") << "\n";

@@ -68,7 +68,7 @@ class IommuQueuesTest : public ::testing::Test {
     if (!was) go_online();
     Segment segs[8];
     size_t n = 0;
-    const Status st = dev.translate_gpa(reader, EndpointId{ep}, iova, len, access, segs, &n, fe);
+    const Status st = dev.iova_to_gpa(reader, EndpointId{ep}, iova, len, access, segs, &n, fe);
     out->assign(segs, segs + n);
     if (!was) go_offline();
     return st;
@@ -393,7 +393,7 @@ TEST_F(IommuQueuesTest, UnmapCompletedMeansNoLaterTranslation) {
       const bool unmapped = done.load(std::memory_order_acquire);  // read at the start of the burst
       Segment s[2];
       size_t n = 0;
-      const Status st = dev.translate(r2, EndpointId{1}, 0x30000000, 64, pagetable::kPermRead, s, &n);
+      const Status st = dev.iova_to_hva(r2, EndpointId{1}, 0x30000000, 64, pagetable::kPermRead, s, &n);
       if (st == Status::kOk) {
         volatile uint8_t x = *reinterpret_cast<const uint8_t*>(s[0].addr);
         (void)x;

@@ -198,7 +198,7 @@ TEST(DeviceModel, RandomRequestsMatchTheModel) {
       const bool mapped = model.lookup(ep, iova, need, &gpa);
       Segment seg[4];
       size_t ns = 0;
-      const Status st = dev.translate_gpa(reader, EndpointId{ep}, iova, 1, need, seg, &ns);
+      const Status st = dev.iova_to_gpa(reader, EndpointId{ep}, iova, 1, need, seg, &ns);
       ASSERT_EQ(st == Status::kOk, mapped) << "ep " << ep << " iova " << iova;
       if (mapped) {
         ASSERT_EQ(seg[0].addr, gpa);

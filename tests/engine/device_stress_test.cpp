@@ -80,7 +80,7 @@ TEST(DeviceStress, CompletedUnmapAndDetachAreFinal) {
         const uint64_t dead = state[ep][slot].dead_below.load(std::memory_order_acquire);
         Segment seg[2];
         size_t n = 0;
-        if (dev.translate(id, EndpointId{ep}, slot_iova(slot) + off, 16, pagetable::kPermRead, seg, &n) !=
+        if (dev.iova_to_hva(id, EndpointId{ep}, slot_iova(slot) + off, 16, pagetable::kPermRead, seg, &n) !=
             Status::kOk) {
           faults.fetch_add(1, std::memory_order_relaxed);
           continue;

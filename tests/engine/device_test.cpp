@@ -304,8 +304,8 @@ class TranslateTest : public DeviceTest {
     Segment segs[8];
     size_t n = 0;
     dev_->iotlb().online(id_);
-    const Status s = gpa ? dev_->translate_gpa(id_, EndpointId{ep}, iova, len, access, segs, &n)
-                         : dev_->translate(id_, EndpointId{ep}, iova, len, access, segs, &n);
+    const Status s = gpa ? dev_->iova_to_gpa(id_, EndpointId{ep}, iova, len, access, segs, &n)
+                         : dev_->iova_to_hva(id_, EndpointId{ep}, iova, len, access, segs, &n);
     dev_->iotlb().offline(id_);
     out->assign(segs, segs + n);
     return s;

@@ -36,47 +36,11 @@
 #include "vxlate/common/ids.h"
 #include "vxlate/common/rcu.h"
 #include "vxlate/common/status.h"
+#include "vxlate/engine/wire.h"
 #include "vxlate/iotlb/iotlb.h"
 #include "vxlate/pagetable/io_pgtable.h"
 
 namespace vxlate::engine {
-
-// Wire constants (virtio-iommu, Linux include/uapi/linux/virtio_iommu.h).
-enum RequestType : uint8_t {
-  kReqAttach = 1,
-  kReqDetach = 2,
-  kReqMap = 3,
-  kReqUnmap = 4,
-  kReqProbe = 5,
-};
-inline constexpr uint32_t kAttachFlagBypass = 1u << 0;
-inline constexpr uint32_t kMapFlagRead = 1u << 0;
-inline constexpr uint32_t kMapFlagWrite = 1u << 1;
-inline constexpr uint32_t kMapFlagMmio = 1u << 2;
-inline constexpr uint16_t kProbeTypeNone = 0;
-inline constexpr uint16_t kProbeTypeResvMem = 1;
-inline constexpr uint8_t kResvMemReserved = 0;
-inline constexpr uint8_t kResvMemMsi = 1;
-
-// Device-specific feature bits offered (legacy BYPASS, bit 3, never) and the
-// config space (virtio-iommu section "Device configuration layout").
-inline constexpr uint64_t kFeatureInputRange = uint64_t{1} << 0;
-inline constexpr uint64_t kFeatureDomainRange = uint64_t{1} << 1;
-inline constexpr uint64_t kFeatureMapUnmap = uint64_t{1} << 2;
-inline constexpr uint64_t kFeatureProbe = uint64_t{1} << 4;
-inline constexpr uint64_t kFeatureMmio = uint64_t{1} << 5;
-inline constexpr uint64_t kFeatureBypassConfig = uint64_t{1} << 6;
-inline constexpr size_t kConfigSize = 40;
-inline constexpr size_t kConfigBypassOffset = 36;
-
-// Readable sizes of each request struct (head included), and the tail.
-inline constexpr size_t kTailSize = 4;
-inline constexpr size_t kAttachSize = 20;
-inline constexpr size_t kDetachSize = 20;
-inline constexpr size_t kMapSize = 36;
-inline constexpr size_t kUnmapSize = 28;
-inline constexpr size_t kProbeSize = 72;
-inline constexpr size_t kResvMemPropSize = 4 + 20;  // header + value
 
 // Limits a guest could push on, each with its reason.
 // Domains alive at once: each costs at least one 4 KiB root table and a
@@ -103,14 +67,6 @@ inline constexpr size_t kMaxMemRegions = 512;
 // faulting in a loop cannot flood the event queue or the control thread.
 inline constexpr size_t kFaultRingSize = 256;
 inline constexpr uint32_t kMaxFaultsPerEndpoint = 8;
-
-// Fault reasons and flags (virtio_iommu_fault).
-inline constexpr uint8_t kFaultReasonUnknown = 0;
-inline constexpr uint8_t kFaultReasonDomain = 1;
-inline constexpr uint8_t kFaultReasonMapping = 2;
-inline constexpr uint32_t kFaultFlagRead = 1u << 0;
-inline constexpr uint32_t kFaultFlagWrite = 1u << 1;
-inline constexpr uint32_t kFaultFlagAddress = 1u << 8;
 
 struct FaultEvent {
   uint8_t reason;
@@ -204,11 +160,11 @@ class Device {
   // event is queued, rate-limited; *fault, when given, gets the same event
   // whether or not the rate limit queued it). INVAL: len 0, range wraps, no
   // access bit, or more segments needed than segs holds (no event).
-  Status translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+  Status iova_to_hva(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                    std::span<Segment> segs, size_t* nsegs, FaultEvent* fault = nullptr) noexcept;
-  // Reader side: as translate(), but stops at guest-physical addresses (no
+  // Reader side: as iova_to_hva(), but stops at guest-physical addresses (no
   // memory table), for tools and tests.
-  Status translate_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
+  Status iova_to_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                        std::span<Segment> segs, size_t* nsegs, FaultEvent* fault = nullptr) noexcept;
   // Reader side: guest-physical to host virtual through the memory table only,
   // for a device that did not negotiate VIRTIO_F_ACCESS_PLATFORM (its ring and
@@ -216,7 +172,7 @@ class Device {
   // segments, split at region boundaries. FAULT: a byte outside guest memory
   // (no fault event: the IOMMU did not refuse it). INVAL: len 0, the range
   // wraps, or more segments needed than segs holds.
-  Status translate_phys(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept;
+  Status gpa_to_hva(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept;
   // Control side: moves queued fault events into `out` (oldest first per
   // reader); returns how many. Starts a new rate-limit window.
   size_t drain_events(std::span<FaultEvent> out) noexcept;
