@@ -95,13 +95,13 @@ Config make_config(uint8_t bits) {
   c.probe_size = kProbeSizes[bits & 3];
   if (bits & 4) {
     c.domain_start = 1;
-    c.domain_end = 8;
+    c.domain_last = 8;
   }
   c.feature_mmio = (bits & 8) != 0;
   if (bits & 16) c.page_size_mask = ~uint64_t{0xffff};
   if (bits & 32) {
     c.input_start = uint64_t{1} << 20;
-    c.input_end = 0xffffffff;
+    c.input_last = 0xffffffff;
   }
   if (bits & 64) c.resv.push_back({false, 1, 0x8000000, 0x80fffff, kResvMemReserved});
   c.endpoint_first = 0;

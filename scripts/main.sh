@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 scripts/build.sh release
-build/release/dataplane/vxlate-netperf "$@"
+build/release/apps/vxlate-netperf "$@"

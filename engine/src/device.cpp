@@ -57,9 +57,9 @@ Device::Device(const Config& config, Rcu& rcu, size_t iotlb_entries_per_reader)
     : cfg_(config), rcu_(rcu), tlb_(rcu, iotlb_entries_per_reader), granule_(config.page_size_mask & -config.page_size_mask) {
   if (granule_ < pagetable::kPageSize)
     throw std::invalid_argument("Device: page_size_mask granule must be at least 4 KiB");
-  if (cfg_.input_start > cfg_.input_end || cfg_.input_end > pagetable::kIovaLast)
+  if (cfg_.input_start > cfg_.input_last || cfg_.input_last > pagetable::kIovaLast)
     throw std::invalid_argument("Device: input range must be ordered and within 48 bits");
-  if (cfg_.domain_start > cfg_.domain_end || cfg_.endpoint_first > cfg_.endpoint_last)
+  if (cfg_.domain_start > cfg_.domain_last || cfg_.endpoint_first > cfg_.endpoint_last)
     throw std::invalid_argument("Device: domain and endpoint ranges must be ordered");
   const uint64_t endpoints = uint64_t{cfg_.endpoint_last} - cfg_.endpoint_first + 1;
   if (endpoints > kMaxEndpoints) throw std::invalid_argument("Device: more than kMaxEndpoints endpoints");
@@ -80,8 +80,8 @@ void Device::read_config(std::span<uint8_t, kConfigSize> out) const noexcept {
   std::memset(out.data(), 0, out.size());
   put_le64(out, 0, cfg_.page_size_mask);
   put_le64(out, 8, cfg_.input_start);
-  put_le64(out, 16, cfg_.input_end);
-  put_le64(out, 24, uint64_t{cfg_.domain_start} | uint64_t{cfg_.domain_end} << 32);
+  put_le64(out, 16, cfg_.input_last);
+  put_le64(out, 24, uint64_t{cfg_.domain_start} | uint64_t{cfg_.domain_last} << 32);
   put_le64(out, 32, uint64_t{cfg_.probe_size});
   out[kConfigBypassOffset] = bypass_.load(std::memory_order_relaxed);
 }
@@ -243,7 +243,7 @@ Status Device::detach(std::span<const uint8_t> req) noexcept {
 bool Device::overlaps_resv(const Domain& dom, uint32_t domain_id, uint64_t start, uint64_t end) const noexcept {
   if (dom.endpoints == 0) return false;
   for (const ResvRegion& r : cfg_.resv) {
-    if (r.start > end || r.end < start) continue;
+    if (r.start > end || r.last < start) continue;
     if (r.all_endpoints) return true;
     auto it = attached_.find(r.endpoint);
     if (it != attached_.end() && it->second == domain_id) return true;
@@ -278,8 +278,8 @@ Status Device::map(std::span<const uint8_t> req) noexcept {
   Domain* d = nullptr;
   if (const Status s = mappable_domain(domain, virt_start, virt_end, &d); s != Status::kOk) return s;
   Domain& dom = *d;
-  if (virt_start < cfg_.input_start || virt_end > cfg_.input_end) return Status::kRange;
-  const uint64_t size = virt_end - virt_start + 1;  // no wrap: virt_end <= 48-bit input_end
+  if (virt_start < cfg_.input_start || virt_end > cfg_.input_last) return Status::kRange;
+  const uint64_t size = virt_end - virt_start + 1;  // no wrap: virt_end <= 48-bit input_last
   uint64_t phys_last = 0;
   if (!is_aligned(virt_start | phys_start | size, granule_) || !range_last(phys_start, size, &phys_last))
     return Status::kRange;
@@ -363,7 +363,7 @@ Status Device::probe(std::span<const uint8_t> req, std::span<uint8_t> props) noe
     put_le16(props, off + 2, 20);
     props[off + 4] = r.subtype;
     put_le64(props, off + 8, r.start);
-    put_le64(props, off + 16, r.end);
+    put_le64(props, off + 16, r.last);
     off += kResvMemPropSize;
   }
   return Status::kOk;

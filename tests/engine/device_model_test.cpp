@@ -116,7 +116,7 @@ void put(std::vector<uint8_t>& b, size_t off, uint64_t v, int bytes) {
 TEST(DeviceModel, RandomRequestsMatchTheModel) {
   Config cfg;
   cfg.domain_start = 0;
-  cfg.domain_end = 7;
+  cfg.domain_last = 7;
   cfg.endpoint_last = 5;
   Rcu rcu(1);
   Device dev(cfg, rcu, 64);

@@ -169,7 +169,7 @@ TEST_F(DeviceTest, AttachRules) {
 
 TEST_F(DeviceTest, RangesAndCheckOrder) {
   cfg_.domain_start = 1;
-  cfg_.domain_end = 8;
+  cfg_.domain_last = 8;
   cfg_.feature_mmio = false;
   dev_ = std::make_unique<Device>(cfg_, rcu_);
   EXPECT_EQ(send(attach_req(9, 0x10000)), kRange);       // range before endpoint
@@ -442,7 +442,7 @@ TEST_F(DeviceTest, FeaturesAndConfigSpace) {
                                   kFeatureMmio | kFeatureBypassConfig);
   EXPECT_EQ(dev_->features() & (uint64_t{1} << 3), 0u);  // legacy BYPASS: never offered
   cfg_.domain_start = 2;
-  cfg_.domain_end = 0x1234;
+  cfg_.domain_last = 0x1234;
   cfg_.probe_size = 0x200;
   dev_ = std::make_unique<Device>(cfg_, rcu_);
   std::array<uint8_t, kConfigSize> c{};

@@ -92,16 +92,16 @@ struct ResvRegion {
   bool all_endpoints;   // applies to every endpoint
   uint32_t endpoint;    // when !all_endpoints
   uint64_t start;
-  uint64_t end;         // inclusive
+  uint64_t last;        // inclusive
   uint8_t subtype;      // kResvMemReserved or kResvMemMsi
 };
 
 struct Config {
   uint64_t page_size_mask = 0xfffffffffffff000;
   uint64_t input_start = 0;
-  uint64_t input_end = pagetable::kIovaLast;
+  uint64_t input_last = pagetable::kIovaLast;
   uint32_t domain_start = 0;
-  uint32_t domain_end = 0xffffffff;
+  uint32_t domain_last = 0xffffffff;
   uint32_t endpoint_first = 0;
   uint32_t endpoint_last = 0xffff;
   uint32_t probe_size = 512;
@@ -250,7 +250,7 @@ class Device {
   void retally(const Domain& dom, size_t before) noexcept;
   bool overlaps_resv(const Domain& dom, uint32_t domain_id, uint64_t start, uint64_t end) const noexcept;
   bool endpoint_exists(uint32_t ep) const noexcept { return ep >= cfg_.endpoint_first && ep <= cfg_.endpoint_last; }
-  bool domain_in_range(uint32_t d) const noexcept { return d >= cfg_.domain_start && d <= cfg_.domain_end; }
+  bool domain_in_range(uint32_t d) const noexcept { return d >= cfg_.domain_start && d <= cfg_.domain_last; }
   void sync() noexcept;
   void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
   Status translate_impl(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,

@@ -208,11 +208,11 @@ class Replay {
   void set_page_size_mask(Fields f) { cfg_.page_size_mask = parse_u64(f[0], "M"); }
   void set_input_range(Fields f) {
     cfg_.input_start = parse_u64(f[0], "START");
-    cfg_.input_end = parse_u64(f[1], "END");
+    cfg_.input_last = parse_u64(f[1], "END");
   }
   void set_domain_range(Fields f) {
     cfg_.domain_start = parse_u32(f[0], "START");
-    cfg_.domain_end = parse_u32(f[1], "END");
+    cfg_.domain_last = parse_u32(f[1], "END");
   }
   void set_endpoints(Fields f) {
     cfg_.endpoint_first = parse_u32(f[0], "FIRST");
@@ -379,7 +379,7 @@ void Replay::set_resv(Fields f) {
   r.all_endpoints = f[0] == "*";
   r.endpoint = r.all_endpoints ? 0 : parse_u32(f[0], "EP");
   r.start = parse_u64(f[1], "START");
-  r.end = parse_u64(f[2], "END");
+  r.last = parse_u64(f[2], "END");
   if (f[3] == "msi")
     r.subtype = eng::kResvMemMsi;
   else if (f[3] == "reserved")
