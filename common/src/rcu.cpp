@@ -13,6 +13,7 @@ namespace vxlate {
 Rcu::Rcu(uint32_t max_readers) : max_readers_(max_readers), used_(max_readers, false) {
   if (max_readers == 0 || max_readers > kMaxReadersLimit)
     throw std::invalid_argument("Rcu: max_readers must be 1..kMaxReadersLimit");
+  VXLATE_DEBUG_ONLY(sections_.assign(max_readers, 0);)
   size_t size = rte_rcu_qsbr_get_memsize(max_readers);
   size = (size + RTE_CACHE_LINE_SIZE - 1) & ~size_t{RTE_CACHE_LINE_SIZE - 1};
   // rte_rcu_qsbr needs cache-line alignment; it works without EAL.
@@ -29,7 +30,7 @@ Rcu::Rcu(uint32_t max_readers) : max_readers_(max_readers), used_(max_readers, f
 Rcu::~Rcu() { std::free(v_); }
 
 uint32_t Rcu::register_reader() {
-  std::lock_guard<std::mutex> lock(reg_mu_);
+  MutexLock lock(reg_mu_);
   for (uint32_t id = 0; id < max_readers_; ++id) {
     if (used_[id]) continue;
     used_[id] = true;
@@ -40,7 +41,7 @@ uint32_t Rcu::register_reader() {
 }
 
 void Rcu::unregister_reader(uint32_t id) {
-  std::lock_guard<std::mutex> lock(reg_mu_);
+  MutexLock lock(reg_mu_);
   if (id >= max_readers_ || !used_[id]) return;
   rte_rcu_qsbr_thread_unregister(v_, id);
   used_[id] = false;

@@ -92,11 +92,13 @@ bool IommuQueues::deliver_events() noexcept {
       continue;
     }
     const engine::FaultEvent& e = pending_[sent++];
-    uint8_t buf[kFaultEventSize] = {};
-    buf[0] = e.reason;
-    std::memcpy(buf + 4, &e.flags, 4);
-    std::memcpy(buf + 8, &e.endpoint, 4);
-    std::memcpy(buf + 16, &e.address, 8);
+    engine::wire::Fault ev{};  // reserved bytes zero
+    ev.reason = e.reason;
+    ev.flags.set(e.flags);
+    ev.endpoint.set(e.endpoint);
+    ev.address.set(e.address);
+    uint8_t buf[kFaultEventSize];
+    encode(std::span<uint8_t>(buf), ev);
     scatter(c, buf, kFaultEventSize);
     evq_.push(c.head, kFaultEventSize);
   }

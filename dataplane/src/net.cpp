@@ -6,7 +6,7 @@
 
 namespace vxlate::dataplane {
 
-NetDevice::NetDevice(engine::Device& dev, std::span<const QueueConfig> queues, bool mrg_rxbuf) : mrg_rxbuf_(mrg_rxbuf) {
+NetDevice::NetDevice(engine::Device& dev, std::span<const QueueConfig> queues, bool mrg_rxbuf) : rcu_(dev.rcu()), mrg_rxbuf_(mrg_rxbuf) {
   if (queues.empty() || queues.size() % 2 != 0)
     throw std::invalid_argument("NetDevice: queues come in receive/transmit pairs");
   for (size_t i = 0; i < queues.size(); i += 2) pairs_.push_back(std::make_unique<Pair>(dev, queues[i], queues[i + 1]));
@@ -56,6 +56,7 @@ bool NetDevice::to_mbuf(const Chain& c, rte_mempool* mp, rte_mbuf** out) noexcep
 uint16_t NetDevice::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp, rte_mbuf** pkts,
                                   uint16_t count) noexcept {
   Pair& p = *pairs_[qp];
+  const Rcu::ReadSection burst(rcu_, reader);  // debug builds: no quiescent report inside
   if (!p.tx.begin(reader)) return 0;
   count = std::min(count, kMaxNetBurst);
   uint16_t n = 0;
@@ -83,6 +84,7 @@ uint16_t NetDevice::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp,
 
 uint16_t NetDevice::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const* pkts, uint16_t count) noexcept {
   Pair& p = *pairs_[qp];
+  const Rcu::ReadSection burst(rcu_, reader);  // debug builds: no quiescent report inside
   if (!p.rx.begin(reader)) return 0;
   count = std::min(count, kMaxNetBurst);
   uint16_t n = 0;

@@ -101,6 +101,7 @@ bool Virtqueue::pop(Chain* c) noexcept {
     }
     if (walk(head, c, &why)) {
       ++stats_.chains;
+      VXLATE_DEBUG_ONLY(++unpoppable_;)
       return true;
     }
     count_bad(why);
@@ -242,6 +243,7 @@ void Virtqueue::push(uint16_t head, uint32_t len) noexcept {
   e.id = head;
   e.len = len;
   ++pending_;
+  VXLATE_DEBUG_ONLY(unpoppable_ = 0;)
 }
 
 void Virtqueue::refuse(const Chain& c, BadChain why) noexcept {

@@ -71,6 +71,8 @@ void Iotlb::quiescent(uint32_t reader) noexcept {
 
 size_t Iotlb::translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
                               uint8_t need, Translation* out, uint32_t* fault_mask) noexcept {
+  VXLATE_DCHECK(reader < num_readers_, "Iotlb::translate_burst: reader id out of range");
+  VXLATE_DCHECK(rcu_.is_online(reader), "Iotlb::translate_burst: the reader must be online");
   const size_t n = iovas.size() < kMaxBurst ? iovas.size() : kMaxBurst;
   Reader& r = readers_[reader];
   // One domain per burst: its generation is loaded once (acquire: pairs with
@@ -185,6 +187,7 @@ void Iotlb::apply_range(Reader& r, const Record& rec) noexcept {
 // --- writer side -----------------------------------------------------------
 
 void Iotlb::add_invalidate(DomainId d, uint64_t iova, uint64_t size) {
+  OwnerCheck::Scope owner(writer_, "Iotlb::add_invalidate: writer calls must come from one thread at a time");
   uint64_t last = 0;
   if (!range_last(iova, size, &last)) {
     // A wrapping range still means "everything from iova up".
@@ -198,11 +201,19 @@ void Iotlb::add_invalidate(DomainId d, uint64_t iova, uint64_t size) {
   }
 }
 
-void Iotlb::add_flush_domain(DomainId d) { flush_slots_.push_back(gen_slot(d)); }
+void Iotlb::add_flush_domain(DomainId d) {
+  OwnerCheck::Scope owner(writer_, "Iotlb::add_flush_domain: writer calls must come from one thread at a time");
+  flush_slots_.push_back(gen_slot(d));
+}
 
-void Iotlb::add_flush_all() { flush_all_pending_ = true; }
+void Iotlb::add_flush_all() {
+  OwnerCheck::Scope owner(writer_, "Iotlb::add_flush_all: writer calls must come from one thread at a time");
+  flush_all_pending_ = true;
+}
 
 void Iotlb::sync(uint32_t self) noexcept {
+  OwnerCheck::Scope owner(writer_, "Iotlb::sync: writer calls must come from one thread at a time");
+  VXLATE_DCHECK(self == Rcu::kNoReader || self < num_readers_, "Iotlb::sync: self reader id out of range");
   if (pending() == 0) return;
   bool wrap = false;
   for (size_t slot : flush_slots_) {

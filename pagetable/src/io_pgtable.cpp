@@ -75,6 +75,7 @@ bool IoPageTable::range_free(const Node* n, unsigned level, uint64_t iova, uint6
 }
 
 Status IoPageTable::map(uint64_t iova, uint64_t out, uint64_t size, uint8_t perms) noexcept {
+  OwnerCheck::Scope owner(writer_, "IoPageTable::map: writer calls must come from one thread at a time");
   uint64_t last = 0;
   uint64_t out_last = 0;
   if (!range_last(iova, size, &last) || !range_last(out, size, &out_last) || last > kIovaLast ||
@@ -145,6 +146,7 @@ size_t IoPageTable::splits_needed(uint64_t iova, uint64_t last) const noexcept {
 }
 
 Status IoPageTable::unmap(uint64_t iova, uint64_t size) noexcept {
+  OwnerCheck::Scope owner(writer_, "IoPageTable::unmap: writer calls must come from one thread at a time");
   uint64_t last = 0;
   if (!range_last(iova, size, &last) || last > kIovaLast || !is_aligned(iova | size, kPageSize))
     return Status::kRange;

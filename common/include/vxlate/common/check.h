@@ -8,12 +8,15 @@
 // costs nothing, as rte_rcu_qsbr's RTE_LIBRTE_RCU_DEBUG lock counter does.
 // Conditions must have no side effects.
 //
-// vxlate::OwnerThread records the thread that owns a piece of control state
-// (the first caller, or the one bind() names) and checks later callers
-// against it; it holds nothing and checks nothing without VXLATE_DEBUG_CHECKS.
+// vxlate::OwnerCheck checks the "one thread at a time" contract of writer and
+// control calls: a call opens an OwnerCheck::Scope, which records the calling
+// thread as the owner until the outermost scope closes; a second thread that
+// enters while the owner is inside fails the check. Ownership may pass between
+// threads between calls (a device set up on one thread and then served by its
+// queue lcore); ThreadSanitizer checks the hand-over's ordering. Without
+// VXLATE_DEBUG_CHECKS it holds nothing and checks nothing.
 //
-// Thread safety: VXLATE_DCHECK from any thread. OwnerThread: check() from any
-// thread; bind()/release() by the owner or before the object is shared.
+// Thread safety: VXLATE_DCHECK and OwnerCheck::Scope from any thread.
 #pragma once
 
 #include <atomic>
@@ -40,32 +43,48 @@ namespace vxlate::detail {
 
 namespace vxlate {
 
-class OwnerThread {
+class OwnerCheck {
  public:
-  // True when the caller is the owner, or when no thread owns it yet (the
-  // first caller becomes the owner). Always true without VXLATE_DEBUG_CHECKS.
-  bool check() noexcept {
+  class Scope {
+   public:
+    Scope(OwnerCheck& c, const char* what) noexcept : c_(c) {
 #ifdef VXLATE_DEBUG_CHECKS
-    const std::thread::id me = std::this_thread::get_id();
-    std::thread::id none{};
-    // acq_rel/acquire: only the id itself is published; no other data rides on it.
-    return owner_.compare_exchange_strong(none, me, std::memory_order_acq_rel, std::memory_order_acquire) ||
-           none == me;
+      c_.enter(what);
 #else
-    return true;
+      (void)what;
 #endif
-  }
-  // Hands ownership to whichever thread calls check() next (a control thread
-  // that changes, e.g. a device handed from its set-up thread to its queue lcore).
-  void release() noexcept {
+    }
+    ~Scope() {
 #ifdef VXLATE_DEBUG_CHECKS
-    owner_.store(std::thread::id{}, std::memory_order_release);  // pairs with the CAS in check()
+      c_.exit();
 #endif
-  }
+    }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    [[maybe_unused]] OwnerCheck& c_;
+  };
 
  private:
 #ifdef VXLATE_DEBUG_CHECKS
+  void enter(const char* what) noexcept {
+    const std::thread::id me = std::this_thread::get_id();
+    std::thread::id none{};
+    // acquire (success): pairs with the release in exit(), so this call sees
+    // everything the previous owner's call wrote. Failure: relaxed, the id alone.
+    if (owner_.compare_exchange_strong(none, me, std::memory_order_acquire, std::memory_order_relaxed)) {
+      depth_ = 1;
+      return;
+    }
+    VXLATE_DCHECK(none == me, what);
+    ++depth_;  // nested call on the owning thread
+  }
+  void exit() noexcept {
+    if (--depth_ == 0) owner_.store(std::thread::id{}, std::memory_order_release);  // pairs with enter()
+  }
   std::atomic<std::thread::id> owner_{};
+  unsigned depth_ = 0;  // owner-only
 #endif
 };
 

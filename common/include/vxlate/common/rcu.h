@@ -39,10 +39,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <vector>
 
 #include <rte_rcu_qsbr.h>
+
+#include "vxlate/common/check.h"
+#include "vxlate/common/mutex.h"
 
 namespace vxlate {
 
@@ -72,12 +74,48 @@ class Rcu {
 
   // Reader side, wait-free. online() before the first read section; offline()
   // before anything that may block or a long idle period.
-  void online(uint32_t id) noexcept { rte_rcu_qsbr_thread_online(v_, id); }
-  void offline(uint32_t id) noexcept { rte_rcu_qsbr_thread_offline(v_, id); }
+  void online(uint32_t id) noexcept {
+    VXLATE_DCHECK(id < max_readers_, "Rcu::online: reader id out of range");
+    rte_rcu_qsbr_thread_online(v_, id);
+  }
+  void offline(uint32_t id) noexcept {
+    VXLATE_DCHECK(id < max_readers_, "Rcu::offline: reader id out of range");
+    VXLATE_DCHECK(sections_[id] == 0, "Rcu::offline: inside a read section (a burst)");
+    rte_rcu_qsbr_thread_offline(v_, id);
+  }
   // Reader side, wait-free: "I hold no protected pointer now." One call per
   // poll-loop iteration, between bursts. (release store of the reader's counter:
   // pairs with the acquire load in check().)
-  void quiescent(uint32_t id) noexcept { rte_rcu_qsbr_quiescent(v_, id); }
+  void quiescent(uint32_t id) noexcept {
+    check_quiescent_report(id);
+    rte_rcu_qsbr_quiescent(v_, id);
+  }
+
+  // Reader side: marks a read section (one burst) for the debug checks, as
+  // rte_rcu_qsbr_lock/unlock do under RTE_LIBRTE_RCU_DEBUG: a quiescent report
+  // or going offline inside one fails VXLATE_DCHECK. Costs nothing without
+  // VXLATE_DEBUG_CHECKS. The reader must be online.
+  class ReadSection {
+   public:
+    ReadSection(Rcu& rcu, uint32_t id) noexcept : rcu_(rcu), id_(id) {
+      VXLATE_DCHECK(id < rcu.max_readers_, "Rcu::ReadSection: reader id out of range");
+      VXLATE_DCHECK(rcu.is_online(id), "Rcu::ReadSection: the reader must be online");
+      VXLATE_DEBUG_ONLY(++rcu_.sections_[id_];)
+    }
+    ~ReadSection() { VXLATE_DEBUG_ONLY(--rcu_.sections_[id_];) }
+    ReadSection(const ReadSection&) = delete;
+    ReadSection& operator=(const ReadSection&) = delete;
+
+   private:
+    [[maybe_unused]] Rcu& rcu_;
+    [[maybe_unused]] uint32_t id_;
+  };
+
+  // Any thread: whether reader `id` is online now (for debug checks; relaxed,
+  // exact only for the reader itself).
+  bool is_online(uint32_t id) const noexcept {
+    return __atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_RELAXED) != __RTE_QSBR_CNT_THR_OFFLINE;
+  }
 
   // Reader side, wait-free: quiescent() split in two, for a reader that must
   // act on everything writers published before the grace periods it
@@ -90,6 +128,7 @@ class Rcu {
   // grace period whose publications it read too early to see.
   uint64_t quiescent_token() const noexcept { return __atomic_load_n(&v_->token, __ATOMIC_ACQUIRE); }
   void report_quiescent(uint32_t id, uint64_t token) noexcept {
+    check_quiescent_report(id);
     uint64_t* cnt = &v_->qsbr_cnt[id].cnt;
     // relaxed: only this reader writes its counter; skip the store (and the
     // cache-line write) when nothing changed, as rte_rcu_qsbr_quiescent does.
@@ -114,10 +153,19 @@ class Rcu {
   rte_rcu_qsbr* raw() noexcept { return v_; }
 
  private:
+  void check_quiescent_report([[maybe_unused]] uint32_t id) const noexcept {
+    VXLATE_DCHECK(id < max_readers_, "Rcu: quiescent report with a reader id out of range");
+    VXLATE_DCHECK(sections_[id] == 0, "Rcu: quiescent report inside a read section (a burst)");
+    VXLATE_DCHECK(is_online(id), "Rcu: quiescent report by an offline reader");
+  }
+
   rte_rcu_qsbr* v_ = nullptr;
   uint32_t max_readers_ = 0;
-  std::mutex reg_mu_;             // guards used_ (control path only)
-  std::vector<bool> used_;
+  Mutex reg_mu_;
+  std::vector<bool> used_ VXLATE_GUARDED_BY(reg_mu_);
+  // Debug builds: open read sections per reader (empty otherwise); only that
+  // reader touches its slot.
+  std::vector<uint32_t> sections_;
 };
 
 // A FIFO of objects waiting for a grace period, owned by one writer.

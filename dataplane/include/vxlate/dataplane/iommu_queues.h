@@ -34,8 +34,8 @@ namespace vxlate::dataplane {
 
 // Fault events kept while the driver has posted no event buffer.
 inline constexpr size_t kPendingEvents = 256;
-// struct virtio_iommu_fault.
-inline constexpr uint32_t kFaultEventSize = 24;
+// The event queue's buffer size: struct virtio_iommu_fault (engine/wire.h).
+inline constexpr uint32_t kFaultEventSize = engine::kFaultEventSize;
 
 struct IommuQueueStats {
   uint64_t requests = 0;     // request chains handled

@@ -92,6 +92,7 @@ class NetDevice {
   };
   bool to_mbuf(const Chain& c, rte_mempool* mp, rte_mbuf** out) noexcept;
 
+  Rcu& rcu_;  // the Device's: read sections for the debug checks
   bool mrg_rxbuf_;
   std::vector<std::unique_ptr<Pair>> pairs_;
 };

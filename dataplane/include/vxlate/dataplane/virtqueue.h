@@ -39,6 +39,7 @@
 
 #include "vxlate/common/ids.h"
 #include "vxlate/dataplane/virtio_ring.h"
+#include "vxlate/common/check.h"
 #include "vxlate/engine/device.h"
 
 namespace vxlate::dataplane {
@@ -126,6 +127,8 @@ class Virtqueue {
   // the first of them (stats().bad_total() unchanged), else a bad chain would
   // be completed twice.
   void unpop(uint16_t n) noexcept {
+    VXLATE_DCHECK(n <= unpoppable_, "Virtqueue::unpop: more chains than were popped since the last completion");
+    VXLATE_DEBUG_ONLY(unpoppable_ = static_cast<uint16_t>(unpoppable_ - n);)
     last_avail_ = static_cast<uint16_t>(last_avail_ - n);
     stats_.chains -= n;
   }
@@ -154,7 +157,10 @@ class Virtqueue {
   bool walk_indirect(const VirtqDesc& d, Chain* c, BadChain* why) noexcept;
   Status translate(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out,
                            size_t* n) noexcept;
-  void count_bad(BadChain why) noexcept { ++stats_.bad[static_cast<size_t>(why)]; }
+  void count_bad(BadChain why) noexcept {
+    ++stats_.bad[static_cast<size_t>(why)];
+    VXLATE_DEBUG_ONLY(unpoppable_ = 0;)
+  }
 
   engine::Device& dev_;
   QueueConfig cfg_;
@@ -167,6 +173,9 @@ class Virtqueue {
   uint16_t used_idx_ = 0;     // used.idx as last published
   uint16_t pending_ = 0;      // entries pushed since the last publish
   uint16_t avail_cache_ = 0;  // avail.idx as last read
+  // Debug builds: chains popped since the last completion (push, refuse, bad
+  // chain), the most unpop() may give back.
+  uint16_t unpoppable_ = 0;
   bool broken_ = false;
   VirtqueueStats stats_;
 };

@@ -71,6 +71,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "vxlate/common/check.h"
 #include "vxlate/common/ids.h"
 #include "vxlate/common/rcu.h"
 #include "vxlate/common/status.h"
@@ -164,7 +165,7 @@ class Iotlb {
   struct alignas(64) Set {
     uint64_t key[kWays];     // leaf base IOVA | leaf code << 1 | 1 (valid); 0 = empty
     uint64_t tag[kWays];     // domain << 32 | the domain's generation when filled
-    uint64_t out[kWays];     // leaf output base | perms
+    uint64_t out[kWays];     // leaf output base (4 KiB aligned at least) | perms in kOutPermMask
     uint64_t unused[kWays];  // pads the set to two cache lines
   };
   static_assert(sizeof(Set) == 128);
@@ -189,6 +190,11 @@ class Iotlb {
     uint64_t first;
     uint64_t last;
   };
+
+  // The low bits of Set::out that hold the permissions: a leaf's output base is
+  // at least page aligned, so they are free.
+  static constexpr uint64_t kOutPermMask = pagetable::kPageSize - 1;
+  static_assert((pagetable::kPermReadWrite & ~kOutPermMask) == 0);
 
   static constexpr unsigned leaf_code(uint64_t leaf_size) noexcept {
     return leaf_size == pagetable::kLeaf4K ? 0 : leaf_size == pagetable::kLeaf2M ? 1 : 2;
@@ -216,7 +222,7 @@ class Iotlb {
   static Status hit(const Set& set, unsigned w, uint64_t iova, unsigned shift, uint8_t need,
                     Translation* t) noexcept {
     const uint64_t offset_mask = (uint64_t{1} << shift) - 1;
-    t->out = (set.out[w] & pagetable::detail::kAddrMask) + (iova & offset_mask);
+    t->out = (set.out[w] & ~kOutPermMask) + (iova & offset_mask);
     t->leaf_size = offset_mask + 1;
     t->perms = static_cast<uint8_t>(set.out[w] & pagetable::kPermReadWrite);
     return (t->perms & need) == need ? Status::kOk : Status::kFault;
@@ -239,6 +245,7 @@ class Iotlb {
 
   // Writer-private batch.
   alignas(64) std::vector<Record> log_batch_;
+  OwnerCheck writer_;  // debug builds: one writer call at a time
   std::vector<size_t> flush_slots_;
   bool flush_all_pending_ = false;
 };
@@ -261,6 +268,8 @@ inline bool Iotlb::find(const Reader& r, uint32_t domain, uint32_t gen, uint64_t
 
 inline Status Iotlb::translate(uint32_t reader, DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need,
                                Translation* t) noexcept {
+  VXLATE_DCHECK(reader < num_readers_, "Iotlb::translate: reader id out of range");
+  VXLATE_DCHECK(rcu_.is_online(reader), "Iotlb::translate: the reader must be online");
   Reader& r = readers_[reader];
   // acquire: pairs with the release bump in sync(). Loaded before the walk, so
   // a fill from a walk older than a flush carries the older generation.

@@ -51,6 +51,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "vxlate/common/check.h"
 #include "vxlate/common/rcu.h"
 #include "vxlate/common/status.h"
 #include "vxlate/pagetable/detail/table_pool.h"
@@ -174,6 +175,7 @@ class IoPageTable {
   // so the writer code is the same at every level. Readers never load it.
   std::atomic<uint64_t> root_entry_;
   RcuDeferQueue dq_;  // declared after pool_: its teardown gives tables back to it
+  OwnerCheck writer_;  // debug builds: one writer call at a time
 
   // Reader-visible and immutable after construction: its own cache line.
   alignas(64) Node* const root_;

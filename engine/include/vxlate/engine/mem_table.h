@@ -1,0 +1,82 @@
+// vxlate/engine/mem_table.h: the guest memory table, guest-physical to host
+// virtual (gpa -> hva).
+//
+// The table is an immutable, sorted array of disjoint regions, published
+// through one atomic pointer. The control thread replaces it whole (the VMM's
+// SET_MEM_TABLE, memory hot-plug): it builds and checks the new array, swaps
+// the pointer, waits one grace period so that no reader still holds the old
+// array, then frees it. Readers load the pointer once per translation and
+// binary-search the regions: no lock, no store. Against a per-region RCU list
+// or an interval tree this trades O(regions) copying on the rare replace for a
+// read path that is one acquire load and a search over at most kMaxMemRegions.
+//
+// Thread-safety contract:
+//   - set(): control side (one thread per MemTable); blocks for a grace period.
+//   - snapshot(), gpa_to_hva(): reader side (an online reader of the Rcu;
+//     wait-free, no allocation). A snapshot stays valid until the reader's next
+//     quiescent report.
+//   - construction/destruction: setup only; no reader may be online.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "vxlate/common/rcu.h"
+#include "vxlate/common/status.h"
+
+namespace vxlate::engine {
+
+// Guest memory regions (vhost-user's SET_MEM_TABLE carries at most 8; QEMU
+// with memory hotplug uses up to 509).
+inline constexpr size_t kMaxMemRegions = 512;
+
+// A guest RAM region: guest-physical [gpa, gpa + size) at host virtual hva.
+struct MemRegion {
+  uint64_t gpa;
+  uint64_t size;
+  uint64_t hva;
+};
+
+// One piece of a translated DMA: contiguous in the output address space.
+struct Segment {
+  uint64_t addr;
+  uint64_t len;
+};
+
+class MemTable {
+ public:
+  // One published table: regions sorted by gpa, disjoint, none empty or wrapping.
+  struct Snapshot {
+    std::vector<MemRegion> regions;
+    // Reader side: the region holding gpa, or nullptr.
+    const MemRegion* find(uint64_t gpa) const noexcept;
+  };
+
+  explicit MemTable(Rcu& rcu) noexcept : rcu_(rcu) {}
+  ~MemTable();
+  MemTable(const MemTable&) = delete;
+  MemTable& operator=(const MemTable&) = delete;
+
+  // Control side: replaces the table, waits one grace period, frees the old
+  // one. INVAL: overlapping, empty or wrapping regions, or more than
+  // kMaxMemRegions. NOMEM: allocation failed. Nothing changes on error.
+  Status set(std::span<const MemRegion> regions) noexcept;
+
+  // Reader side: the current table (nullptr before the first set()).
+  const Snapshot* snapshot() const noexcept {
+    return cur_.load(std::memory_order_acquire);  // pairs with the release in set()
+  }
+  // Reader side: gpa -> hva for `len` bytes at `gpa`. OK: *nsegs segments,
+  // split at region boundaries. FAULT: a byte outside guest memory. INVAL: len
+  // 0, the range wraps, or more segments needed than segs holds.
+  Status gpa_to_hva(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept;
+
+ private:
+  Rcu& rcu_;
+  std::atomic<const Snapshot*> cur_{nullptr};  // release in set(), acquire in snapshot()
+};
+
+}  // namespace vxlate::engine

@@ -1,0 +1,63 @@
+// Fault events: report() runs on data-plane lcores (each on its own ring),
+// drain() on the device's control thread.
+#include "vxlate/engine/fault_events.h"
+
+#include <algorithm>
+
+namespace vxlate::engine {
+
+FaultEvents::FaultEvents(uint32_t max_readers)
+    : max_readers_(max_readers), rings_(std::make_unique<Ring[]>(max_readers)) {}
+
+void FaultEvents::report(uint32_t reader, const FaultEvent& event) noexcept {
+  Ring& ring = rings_[reader];
+  auto drop = [&ring] { ring.dropped.store(ring.dropped.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); };
+  // acquire: pairs with the release increment in drain(); a new window resets
+  // this reader's per-endpoint counts.
+  const uint64_t window = drain_window_.load(std::memory_order_acquire);
+  if (window != ring.window) {
+    ring.window = window;
+    std::fill(std::begin(ring.count_n), std::end(ring.count_n), 0);
+    std::fill(std::begin(ring.count_ep), std::end(ring.count_ep), 0);
+  }
+  const uint32_t ep = event.endpoint;
+  const unsigned slot = ep & 15;
+  if (ring.count_ep[slot] != ep + 1) {
+    ring.count_ep[slot] = ep + 1;
+    ring.count_n[slot] = 0;
+  }
+  if (ring.count_n[slot] >= kMaxFaultsPerEndpoint) {
+    drop();
+    return;
+  }
+  const uint32_t head = ring.head.load(std::memory_order_relaxed);  // only this reader stores
+  // acquire: pairs with the release in drain(): the slot was consumed.
+  if (head - ring.tail.load(std::memory_order_acquire) >= kFaultRingSize) {
+    drop();
+    return;
+  }
+  ++ring.count_n[slot];
+  ring.ev[head % kFaultRingSize] = event;
+  ring.head.store(head + 1, std::memory_order_release);  // pairs with the acquire in drain()
+}
+
+size_t FaultEvents::drain(std::span<FaultEvent> out) noexcept {
+  size_t n = 0;
+  for (uint32_t r = 0; r < max_readers_; ++r) {
+    Ring& ring = rings_[r];
+    uint32_t tail = ring.tail.load(std::memory_order_relaxed);        // only drain stores
+    const uint32_t head = ring.head.load(std::memory_order_acquire);  // pairs with report()
+    while (tail != head && n < out.size()) out[n++] = ring.ev[tail++ % kFaultRingSize];
+    ring.tail.store(tail, std::memory_order_release);  // the slots may be reused
+  }
+  drain_window_.fetch_add(1, std::memory_order_release);  // pairs with report()'s acquire
+  return n;
+}
+
+uint64_t FaultEvents::dropped() const noexcept {
+  uint64_t n = 0;
+  for (uint32_t r = 0; r < max_readers_; ++r) n += rings_[r].dropped.load(std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace vxlate::engine
