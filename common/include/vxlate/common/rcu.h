@@ -23,17 +23,20 @@
 // and the loop yields the CPU after a short spin, which matters when readers
 // and writer share oversubscribed cores.
 //
-// Thread-safety contract:
-//   - Rcu construction/destruction, register_reader(), unregister_reader():
-//     control path, internally locked; no reader may be online across
-//     unregister_reader() or destruction.
-//   - online(), offline(), quiescent(): reader side, wait-free, only by the
-//     thread that owns the id.
-//   - start(), check(), synchronize(): writer side, any thread that is not an
-//     online reader. DPDK reads acked_token without an atomic load, so two
-//     threads calling check() at once race on it (benign on x86, reported by
-//     TSan); vxlate calls them from one control thread per Rcu.
-//   - RcuDeferQueue: owned by one writer; not thread-safe.
+// Thread-safety contract (the fixed tags of docs/design.md):
+//   - Setup only: Rcu construction and destruction; no reader may be online.
+//   - Any thread (internally locked): register_reader(), unregister_reader();
+//     no reader may be online across unregister_reader().
+//   - Reader side: online(), offline(), quiescent(), quiescent_token(),
+//     report_quiescent(), ReadSection; wait-free, only by the thread that owns
+//     the id; checked in debug builds (id in range, online, no quiescent
+//     report inside a read section).
+//   - Writer side: start(), check(), synchronize(), wait(); any thread that is
+//     not an online reader (or passes its own id to synchronize()). DPDK reads
+//     acked_token without an atomic load, so two threads calling check() at
+//     once race on it (benign on x86, reported by TSan); vxlate calls them
+//     from one control thread per Rcu.
+//   - RcuDeferQueue: writer side, owned by one writer; not thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -59,17 +62,17 @@ class Rcu {
   // "No reader": the self id of a writer that is not an online reader.
   static constexpr uint32_t kNoReader = RTE_QSBR_THRID_INVALID;
 
-  // Control path. Throws std::invalid_argument for 0 or > kMaxReadersLimit,
+  // Setup only. Throws std::invalid_argument for 0 or > kMaxReadersLimit,
   // std::bad_alloc when memory runs out.
   explicit Rcu(uint32_t max_readers);
   ~Rcu();
   Rcu(const Rcu&) = delete;
   Rcu& operator=(const Rcu&) = delete;
 
-  // Control path: takes the lowest free dense id and registers it (offline).
+  // Any thread (internally locked): takes the lowest free dense id and registers it (offline).
   // Throws std::length_error when all max_readers ids are taken.
   uint32_t register_reader();
-  // Control path: the reader must be offline.
+  // Any thread (internally locked): the reader must be offline.
   void unregister_reader(uint32_t id);
 
   // Reader side, wait-free. online() before the first read section; offline()
@@ -170,7 +173,7 @@ class Rcu {
 
 // A FIFO of objects waiting for a grace period, owned by one writer.
 // `free_fn(ctx, ptr, tag)` releases one object; `tag` is the owner's (a level,
-// a size). Allocation happens here, on the control path only.
+// a size). Allocation happens here, on the writer side only.
 class RcuDeferQueue {
  public:
   using FreeFn = void (*)(void* ctx, void* ptr, uintptr_t tag) noexcept;
@@ -183,17 +186,17 @@ class RcuDeferQueue {
   RcuDeferQueue(const RcuDeferQueue&) = delete;
   RcuDeferQueue& operator=(const RcuDeferQueue&) = delete;
 
-  // Writer: `ptr` is already unlinked; free it after a grace period. Takes a
+  // Writer side: `ptr` is already unlinked; free it after a grace period. Takes a
   // fresh token (so the unlink is ordered before it). Never fails: if the queue
   // cannot grow it waits out a grace period and frees `ptr` at once.
   void retire(void* ptr, uintptr_t tag) noexcept;
-  // Writer, non-blocking: frees every queued object whose grace period ended.
+  // Writer side, non-blocking: frees every queued object whose grace period ended.
   // Returns how many were freed.
   size_t reclaim() noexcept;
-  // Writer, blocking: waits one grace period, then frees everything queued.
+  // Writer side, blocking: waits one grace period, then frees everything queued.
   void drain() noexcept;
 
-  // Teardown only: frees everything queued now, without a grace period. The
+  // Setup only (teardown): frees everything queued now, without a grace period. The
   // owner guarantees that no reader can reach these objects.
   void discard() noexcept;
 

@@ -15,7 +15,8 @@
 // The virtio-iommu device does not translate its own queues: their addresses
 // are GPAs, through the memory table (QueueConfig.access_platform must be false).
 //
-// Thread-safety contract: poll() runs on the Device's control thread: either
+// Thread-safety contract (the fixed tags of docs/design.md). Control side:
+// poll() runs on the Device's control thread: either
 // a thread that is not an online reader of the Device's Rcu, or a data-plane
 // lcore that is, between two of its bursts, passing its reader id (the grace
 // period then skips it; see Device::handle_burst). The memory table changes

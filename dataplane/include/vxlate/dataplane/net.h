@@ -17,12 +17,15 @@
 // receive buffers stays with the caller (the return value says how many were
 // taken), as rte_vhost_enqueue_burst does.
 //
-// Thread-safety contract: each queue pair is owned by one data-plane lcore, a
+// Thread-safety contract (the fixed tags of docs/design.md). Reader side:
+// each queue pair is owned by one data-plane lcore, a
 // registered reader of the Device's Rcu that is online while it calls
 // dequeue_burst()/enqueue_burst() and reports a quiescent state between calls,
 // never inside one (pointers into guest memory live only inside a call).
 // Wait-free apart from the mempool; no allocation beyond mbufs; nothing throws.
-// Construction: control thread.
+// Each burst is a read section (Rcu::ReadSection), so debug builds catch a
+// quiescent report inside one. Setup only: construction. Any thread: the
+// stats accessors once the owner has stopped.
 #pragma once
 
 #include <cstdint>

@@ -45,24 +45,41 @@ inline constexpr uint16_t kUsedFlagNoNotify = 1;
 // Split queues hold at most 32768 entries (virtio spec 2.7: Queue Size).
 inline constexpr uint32_t kMaxQueueSize = 32768;
 
+// The layouts (virtio spec 2.7.5, 2.7.6, 2.7.8), in host order on an LE host.
+// The rings are read in place (index fields through std::atomic_ref), so they
+// keep natural alignment rather than the byte-array Le<T> fields of
+// vxlate/common/le.h.
 struct VirtqDesc {
   uint64_t addr;
   uint32_t len;
   uint16_t flags;
   uint16_t next;
 };
-static_assert(sizeof(VirtqDesc) == 16);
+static_assert(offsetof(VirtqDesc, len) == 8 && offsetof(VirtqDesc, flags) == 12 && offsetof(VirtqDesc, next) == 14 &&
+              sizeof(VirtqDesc) == 16);
+
+// The header both rings start with; ring[size] follows, then the event index
+// (used_event after the avail ring, avail_event after the used ring).
+struct VirtqRingHeader {
+  uint16_t flags;
+  uint16_t idx;
+};
+static_assert(offsetof(VirtqRingHeader, idx) == 2 && sizeof(VirtqRingHeader) == 4);
 
 struct VirtqUsedElem {
   uint32_t id;
   uint32_t len;
 };
-static_assert(sizeof(VirtqUsedElem) == 8);
+static_assert(offsetof(VirtqUsedElem, len) == 4 && sizeof(VirtqUsedElem) == 8);
 
 // Byte sizes and alignment of the three areas (event fields included).
-constexpr uint64_t desc_bytes(uint32_t size) { return uint64_t{16} * size; }
-constexpr uint64_t avail_bytes(uint32_t size) { return 6 + uint64_t{2} * size; }
-constexpr uint64_t used_bytes(uint32_t size) { return 6 + uint64_t{8} * size; }
+constexpr uint64_t desc_bytes(uint32_t size) { return sizeof(VirtqDesc) * uint64_t{size}; }
+constexpr uint64_t avail_bytes(uint32_t size) {
+  return sizeof(VirtqRingHeader) + sizeof(uint16_t) * uint64_t{size} + sizeof(uint16_t);
+}
+constexpr uint64_t used_bytes(uint32_t size) {
+  return sizeof(VirtqRingHeader) + sizeof(VirtqUsedElem) * uint64_t{size} + sizeof(uint16_t);
+}
 inline constexpr uint64_t kDescAlign = 16;
 inline constexpr uint64_t kAvailAlign = 2;
 inline constexpr uint64_t kUsedAlign = 4;
@@ -76,19 +93,23 @@ constexpr bool valid_queue_size(uint32_t size) {
 struct AvailRing {
   uint8_t* base;
   uint32_t size;
-  uint16_t& flags() const { return *reinterpret_cast<uint16_t*>(base); }
-  uint16_t& idx() const { return *reinterpret_cast<uint16_t*>(base + 2); }
-  uint16_t& ring(uint32_t i) const { return *reinterpret_cast<uint16_t*>(base + 4 + 2 * i); }
-  uint16_t& used_event() const { return *reinterpret_cast<uint16_t*>(base + 4 + 2 * size); }
+  VirtqRingHeader& header() const { return *reinterpret_cast<VirtqRingHeader*>(base); }
+  uint16_t& flags() const { return header().flags; }
+  uint16_t& idx() const { return header().idx; }
+  uint16_t& ring(uint32_t i) const { return reinterpret_cast<uint16_t*>(base + sizeof(VirtqRingHeader))[i]; }
+  uint16_t& used_event() const { return ring(size); }
 };
 
 struct UsedRing {
   uint8_t* base;
   uint32_t size;
-  uint16_t& flags() const { return *reinterpret_cast<uint16_t*>(base); }
-  uint16_t& idx() const { return *reinterpret_cast<uint16_t*>(base + 2); }
-  VirtqUsedElem& ring(uint32_t i) const { return *reinterpret_cast<VirtqUsedElem*>(base + 4 + 8 * i); }
-  uint16_t& avail_event() const { return *reinterpret_cast<uint16_t*>(base + 4 + 8 * size); }
+  VirtqRingHeader& header() const { return *reinterpret_cast<VirtqRingHeader*>(base); }
+  uint16_t& flags() const { return header().flags; }
+  uint16_t& idx() const { return header().idx; }
+  VirtqUsedElem& ring(uint32_t i) const {
+    return reinterpret_cast<VirtqUsedElem*>(base + sizeof(VirtqRingHeader))[i];
+  }
+  uint16_t& avail_event() const { return *reinterpret_cast<uint16_t*>(&ring(size)); }
 };
 
 // virtio spec 2.7.10: with EVENT_IDX, the other side wants a notification when

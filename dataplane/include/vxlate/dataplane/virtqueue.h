@@ -28,9 +28,12 @@
 // NO_NOTIFY; enable_kicks() (before the lcore idles) clears it or writes
 // avail_event and re-checks the avail index.
 //
-// Thread-safety contract: one owning thread (a registered, online reader of
-// the Device's Rcu) calls everything; stats() may be read by the owner, or by
-// anyone after the owner has stopped.
+// Thread-safety contract (the fixed tags of docs/design.md):
+//   - Reader side: begin() .. publish(), by one owning thread, a registered,
+//     online reader of the Device's Rcu (or the Device's control thread for
+//     the virtio-iommu queues, see iommu_queues.h).
+//   - Any thread: stats() once the owner has stopped (the owner at any time).
+//   - Setup only: construction.
 #pragma once
 
 #include <array>

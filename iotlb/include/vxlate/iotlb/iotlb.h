@@ -49,16 +49,18 @@
 // reader that loaded the old table just before a flush can fill an entry under
 // the new generation. The engine gives every domain instance its own id.
 //
-// Thread-safety contract:
-//   - online(), offline(), quiescent(), translate(), translate_burst(): reader
-//     side; reader id = the caller's Rcu reader id, owned by one thread;
-//     wait-free apart from the page-table walk on a miss (also wait-free).
-//     quiescent() is the reader's only Rcu quiescent report: call it instead of
-//     Rcu::quiescent(), once per poll-loop iteration, between bursts.
-//   - add_*(), sync(), pending(): writer side, one thread per Iotlb (the
-//     device's control thread). sync() blocks for one grace period.
-//   - stats(), reader_stats(): any thread; relaxed sums, exact once quiet.
-//   - construction/destruction: not thread-safe; no reader may be online.
+// Thread-safety contract (the fixed tags of docs/design.md):
+//   - Reader side: online(), offline(), quiescent(), translate(),
+//     translate_burst(); reader id = the caller's Rcu reader id, owned by one
+//     thread; wait-free apart from the page-table walk on a miss (also
+//     wait-free). quiescent() is the reader's only Rcu quiescent report: call
+//     it instead of Rcu::quiescent(), once per poll-loop iteration, between
+//     bursts. Debug builds check the id and that the reader is online.
+//   - Writer side: add_*(), sync(), pending(); one thread at a time per Iotlb
+//     (the device's control thread; checked in debug builds). sync() blocks
+//     for one grace period.
+//   - Any thread: stats(), reader_stats(); relaxed sums, exact once quiet.
+//   - Setup only: construction and destruction; no reader may be online.
 #pragma once
 
 #include <atomic>
@@ -105,7 +107,7 @@ struct Stats {
 
 class Iotlb {
  public:
-  // Control path. One reader cache per Rcu reader id, each of
+  // Setup only. One reader cache per Rcu reader id, each of
   // `entries_per_reader` entries (power of two, kWays..kMaxEntries).
   // Throws std::invalid_argument or std::bad_alloc.
   Iotlb(Rcu& rcu, size_t entries_per_reader);
@@ -114,31 +116,31 @@ class Iotlb {
   Iotlb& operator=(const Iotlb&) = delete;
 
   // --- reader side --------------------------------------------------------
-  // Reader: goes online (Rcu::online) with an empty cache.
+  // Reader side: goes online (Rcu::online) with an empty cache.
   void online(uint32_t reader) noexcept;
-  // Reader: goes offline (Rcu::offline); the cache is dropped at the next online.
+  // Reader side: goes offline (Rcu::offline); the cache is dropped at the next online.
   void offline(uint32_t reader) noexcept;
-  // Reader, between bursts: applies pending invalidations, then reports a
+  // Reader side, between bursts: applies pending invalidations, then reports a
   // quiescent state. The reader must be online.
   void quiescent(uint32_t reader) noexcept;
 
-  // Reader: translates one IOVA of domain `d`, whose page table is `pt`, for
+  // Reader side: translates one IOVA of domain `d`, whose page table is `pt`, for
   // access `need` (pagetable::Perm bits). OK: *t filled (t->out is the host
   // address of `iova`; the translation is contiguous to the end of its leaf).
   // FAULT: not mapped, or mapped without `need`.
   Status translate(uint32_t reader, DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need,
                    Translation* t) noexcept;
-  // Reader, burst: translates the first min(iovas.size(), kMaxBurst) IOVAs into
+  // Reader side, burst: translates the first min(iovas.size(), kMaxBurst) IOVAs into
   // out[]; bit i of *fault_mask is set when IOVA i faulted. Returns the count.
   size_t translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
                          uint8_t need, Translation* out, uint32_t* fault_mask) noexcept;
 
   // --- writer side --------------------------------------------------------
-  // Writer: queue invalidations; nothing changes for readers until sync().
+  // Writer side: queue invalidations; nothing changes for readers until sync().
   void add_invalidate(DomainId d, uint64_t iova, uint64_t size);
   void add_flush_domain(DomainId d);
   void add_flush_all();
-  // Writer, blocking: publishes the batch and waits one grace period. When it
+  // Writer side, blocking: publishes the batch and waits one grace period. When it
   // returns, no reader uses an entry the batch removed, and none is inside a
   // burst that began before. Returns at once when nothing is pending. A
   // writer that is itself an online reader (a data-plane lcore servicing the

@@ -38,12 +38,14 @@
 // four dependent loads whatever the number of mappings, and readers never lock;
 // the price is up to 4 KiB per populated 2 MiB of sparse IOVA space.
 //
-// Thread-safety contract:
-//   - walk(): reader side; any thread registered with the table's Rcu and online,
-//     wait-free. Results may be used until the reader's next quiescent state.
-//   - map(), unmap(), reclaim(), drain(), verify(), table_bytes(): writer side,
-//     one thread at a time per table (not internally locked).
-//   - construction/destruction: not thread-safe; no reader may walk during
+// Thread-safety contract (the fixed tags of docs/design.md):
+//   - Reader side: walk(); any thread registered with the table's Rcu and
+//     online, wait-free. Results may be used until the reader's next quiescent
+//     state.
+//   - Writer side: map(), unmap(), reclaim(), drain(), verify(), table_bytes();
+//     one thread at a time per table (not internally locked; map/unmap checked
+//     in debug builds).
+//   - Setup only: construction and destruction; no reader may walk during
 //     destruction.
 #pragma once
 
@@ -107,7 +109,7 @@ class IoPageTable {
   // 1 GiB leaf (1 GiB -> 2 MiB table -> 4 KiB table).
   static constexpr size_t kSplitReserve = 4;
 
-  // Control path; throws std::bad_alloc if the root table cannot be allocated.
+  // Setup only; throws std::bad_alloc if the root table cannot be allocated.
   explicit IoPageTable(Rcu& rcu);
   // Teardown, not thread-safe: frees every table at once; no reader may walk.
   ~IoPageTable() = default;
