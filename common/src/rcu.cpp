@@ -10,7 +10,8 @@
 
 namespace vxlate {
 
-Rcu::Rcu(uint32_t max_readers) : max_readers_(max_readers), used_(max_readers, false) {
+Rcu::Rcu(uint32_t max_readers)
+    : max_readers_(max_readers), used_(max_readers, false), clients_(std::make_unique<std::atomic<RcuClient*>[]>(kMaxClients)) {
   if (max_readers == 0 || max_readers > kMaxReadersLimit)
     throw std::invalid_argument("Rcu: max_readers must be 1..kMaxReadersLimit");
   VXLATE_DEBUG_ONLY(sections_.assign(max_readers, 0);)
@@ -35,6 +36,8 @@ uint32_t Rcu::register_reader() {
     if (used_[id]) continue;
     used_[id] = true;
     rte_rcu_qsbr_thread_register(v_, id);
+    if (id >= id_bound_.load(std::memory_order_relaxed))
+      id_bound_.store(id + 1, std::memory_order_release);  // pairs with the acquire in check()
     return id;
   }
   throw std::length_error("Rcu: all reader ids are taken");
@@ -45,6 +48,45 @@ void Rcu::unregister_reader(uint32_t id) {
   if (id >= max_readers_ || !used_[id]) return;
   rte_rcu_qsbr_thread_unregister(v_, id);
   used_[id] = false;
+}
+
+void Rcu::attach(RcuClient& c) {
+  MutexLock lock(reg_mu_);
+  const uint32_t n = nclients_.load(std::memory_order_relaxed);  // only writers under reg_mu_ store
+  for (uint32_t i = 0; i < n; ++i) {
+    if (clients_[i].load(std::memory_order_relaxed) == nullptr) {
+      clients_[i].store(&c, std::memory_order_release);  // pairs with for_each_client()
+      return;
+    }
+  }
+  if (n == kMaxClients) throw std::length_error("Rcu: kMaxClients clients are attached");
+  clients_[n].store(&c, std::memory_order_release);  // before the count that exposes it
+  nclients_.store(n + 1, std::memory_order_release);  // pairs with for_each_client()
+}
+
+void Rcu::detach(RcuClient& c) noexcept {
+  {
+    MutexLock lock(reg_mu_);
+    const uint32_t n = nclients_.load(std::memory_order_relaxed);
+    uint32_t i = 0;
+    while (i < n && clients_[i].load(std::memory_order_relaxed) != &c) ++i;
+    if (i == n) return;
+    clients_[i].store(nullptr, std::memory_order_release);
+  }
+  // A reader that loaded the slot before the store above is still inside its
+  // report; the grace period ends only after that report.
+  synchronize();
+}
+
+bool Rcu::check(uint64_t token) const noexcept {
+  const uint32_t n = id_bound_.load(std::memory_order_acquire);  // pairs with register_reader()
+  for (uint32_t id = 0; id < n; ++id) {
+    // seq_cst: pairs with online()'s seq_cst store (see there) and, as an
+    // acquire, with the release store of each quiescent report.
+    const uint64_t c = __atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_SEQ_CST);
+    if (c != __RTE_QSBR_CNT_THR_OFFLINE && c < token) return false;
+  }
+  return true;
 }
 
 void Rcu::wait(uint64_t token) noexcept {
@@ -60,8 +102,9 @@ void Rcu::wait(uint64_t token) noexcept {
 
 void Rcu::synchronize(uint32_t self_id) noexcept {
   const uint64_t token = start();
-  // After start(): the caller's report must acknowledge the new token.
-  if (self_id != kNoReader) quiescent(self_id);
+  // After start(): the caller's report must acknowledge the new token. An
+  // offline caller is not waited for, and a report would bring it online.
+  if (self_id != kNoReader && is_online(self_id)) quiescent(self_id);
   wait(token);
 }
 

@@ -24,33 +24,40 @@ Iotlb::Iotlb(Rcu& rcu, size_t entries_per_reader)
   }
   gens_ = std::make_unique<std::atomic<uint32_t>[]>(kGenerationSlots);
   log_batch_.reserve(kLogCapacity);
+  // Last: from here on, every reader's quiescent report applies this log.
+  rcu_.attach(*this);
 }
 
 Iotlb::~Iotlb() {
+  rcu_.detach(*this);  // no reader runs rcu_online/rcu_quiescent on us after this
   for (uint32_t i = 0; i < num_readers_; ++i) std::free(readers_[i].sets);
 }
 
 // --- reader side -----------------------------------------------------------
 
-void Iotlb::online(uint32_t reader) noexcept {
-  Reader& r = readers_[reader];
-  rcu_.online(reader);
-  // While offline the reader applied nothing and the writer did not wait for
-  // it, so its cache and log position are both stale: start empty at the head.
-  flush_reader(r);
-  // acquire: pairs with the release in sync(); records before this head are
-  // about page-table changes any later walk already sees.
-  r.seq = head_.load(std::memory_order_acquire);
-}
+void Iotlb::online(uint32_t reader) noexcept { rcu_.online(reader); }
 
 void Iotlb::offline(uint32_t reader) noexcept { rcu_.offline(reader); }
 
-void Iotlb::quiescent(uint32_t reader) noexcept {
+void Iotlb::quiescent(uint32_t reader) noexcept { rcu_.quiescent(reader); }
+
+void Iotlb::rcu_online(uint32_t reader) noexcept {
   Reader& r = readers_[reader];
-  // Token first (acquire, pairs with start() in Rcu::synchronize()): a head
+  // While offline the reader applied nothing and the writer did not wait for
+  // it, so its cache and log position are both stale: start empty at the head.
+  flush_reader(r);
+  // seq_cst: after the reader's seq_cst counter store in Rcu::online(), and
+  // paired with the seq_cst store in sync(): either sync() waits for this
+  // reader or this load sees the head sync() published. Records before this
+  // head are about page-table changes any later walk already sees.
+  r.seq = head_.load(std::memory_order_seq_cst);
+}
+
+void Iotlb::rcu_quiescent(uint32_t reader) noexcept {
+  Reader& r = readers_[reader];
+  // The Rcu loaded the token first (acquire, pairs with Rcu::start()): a head
   // published before that token was taken is visible to the load below.
-  const uint64_t token = rcu_.quiescent_token();
-  // acquire: pairs with the release in sync(); makes the records visible.
+  // acquire: pairs with the store in sync(); makes the records visible.
   const uint64_t head = head_.load(std::memory_order_acquire);
   if (head != r.seq) [[unlikely]] {
     if (head - r.seq > kLogCapacity) {
@@ -66,7 +73,6 @@ void Iotlb::quiescent(uint32_t reader) noexcept {
     }
     r.seq = head;
   }
-  rcu_.report_quiescent(reader, token);
 }
 
 size_t Iotlb::translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
@@ -232,10 +238,13 @@ void Iotlb::sync(uint32_t self) noexcept {
   } else {
     for (const Record& rec : log_batch_) log_[head++ % kLogCapacity] = rec;
   }
-  // release: the records (and the page-table changes before them) are visible
-  // to a reader that loads this head (acquire in quiescent()/online()).
-  head_.store(head, std::memory_order_release);
-  if (self != Rcu::kNoReader) quiescent(self);  // our own cache applies the batch
+  // seq_cst: a release that makes the records (and the page-table changes
+  // before them) visible to a reader that loads this head (rcu_quiescent(),
+  // rcu_online()), and ordered before Rcu::start()'s increment and check()'s
+  // counter loads for a reader that is coming online (see Rcu::online()).
+  head_.store(head, std::memory_order_seq_cst);
+  // A self reader that is online applies the batch in its own report inside
+  // synchronize() (after the new token), and the wait skips it.
   rcu_.synchronize(self);
   if (wrap) {
     for (size_t slot : flush_slots_)

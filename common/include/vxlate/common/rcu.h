@@ -17,11 +17,32 @@
 // owned by one writer: no ring, no EAL, no atomics of its own. Tokens from
 // start() only grow, so reclaim() stops at the first entry that is not ready.
 //
-// synchronize() is start() + a loop over the non-blocking check(), both inline in
-// rte_rcu_qsbr.h, rather than rte_rcu_qsbr_synchronize(): the inline path is
-// compiled into our objects, so ThreadSanitizer sees its acquire/release pairs,
-// and the loop yields the CPU after a short spin, which matters when readers
-// and writer share oversubscribed cores.
+// Several objects, one grace period (RcuClient). An object that keeps state
+// per reader which must be brought up to date before the reader acknowledges a
+// grace period (an IOTLB's private cache and its position in the IOTLB's
+// invalidation log) attaches itself to the Rcu. Every quiescent report of a
+// reader, through whichever object it is made (Rcu::quiescent, any IOTLB's
+// quiescent(), a writer's synchronize(self)), first loads the token, then runs
+// every attached client's rcu_quiescent(id), then acknowledges the token; going
+// online runs every client's rcu_online(id). So a grace period covers every
+// device and IOTLB that shares the Rcu, however many there are and whichever
+// one the reader reported through. A quiescent report costs one virtual call
+// and one read-mostly load per attached client when nothing is new.
+//
+// Grace periods are vxlate's own code over rte_rcu_qsbr's reader counters:
+// start() is an atomic increment of the token, check() scans the registered
+// readers' counters with atomic loads, online() stores the reader's counter
+// with seq_cst. rte_rcu_qsbr_check() caches the oldest acknowledged token in a
+// plain field (acked_token) that two concurrent callers would race on; our
+// check() keeps no such cache, so several control threads (one per device)
+// may run start()/check()/synchronize() on one Rcu at the same time. The
+// store->load pairs that coming online relies on (the reader stores its
+// counter, then loads what writers published; a writer publishes, then loads
+// the counters) are seq_cst on both sides, not a fence that only x86's locked
+// instructions imply, so the promise holds on weaker memory models too. Our
+// loops are inline, so ThreadSanitizer sees every pair, and wait() yields the
+// CPU after a short spin, which matters when readers and writers share
+// oversubscribed cores.
 //
 // Thread-safety contract (the fixed tags of docs/design.md):
 //   - Setup only: Rcu construction and destruction; no reader may be online.
@@ -31,17 +52,19 @@
 //     report_quiescent(), ReadSection; wait-free, only by the thread that owns
 //     the id; checked in debug builds (id in range, online, no quiescent
 //     report inside a read section).
-//   - Writer side: start(), check(), synchronize(), wait(); any thread that is
-//     not an online reader (or passes its own id to synchronize()). DPDK reads
-//     acked_token without an atomic load, so two threads calling check() at
-//     once race on it (benign on x86, reported by TSan); vxlate calls them
-//     from one control thread per Rcu.
+//   - Writer side: start(), check(), synchronize(), wait(); any number of
+//     threads at once (each device's control thread), none of them an online
+//     reader unless it passes its own id to synchronize().
+//   - Any thread (internally locked): attach(); detach() also waits a grace
+//     period, so it must not be called by an online reader.
 //   - RcuDeferQueue: writer side, owned by one writer; not thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include <rte_rcu_qsbr.h>
@@ -50,6 +73,22 @@
 #include "vxlate/common/mutex.h"
 
 namespace vxlate {
+
+// Per-reader state kept by another object that a grace period must cover (see
+// the file note). Both calls are reader side: they run on reader `id`'s own
+// thread, inside Rcu::online() and inside every quiescent report, with no
+// read section open; they must be wait-free and must not report quiescent.
+class RcuClient {
+ public:
+  // Reader `id` just came online (its counter is published): restart its view.
+  virtual void rcu_online(uint32_t id) noexcept = 0;
+  // Reader `id` loaded the token it is about to acknowledge: apply everything
+  // published before that token.
+  virtual void rcu_quiescent(uint32_t id) noexcept = 0;
+
+ protected:
+  ~RcuClient() = default;
+};
 
 class Rcu {
  public:
@@ -61,6 +100,9 @@ class Rcu {
   static constexpr unsigned kSpinsBeforeYield = 1024;
   // "No reader": the self id of a writer that is not an online reader.
   static constexpr uint32_t kNoReader = RTE_QSBR_THRID_INVALID;
+  // Clients one Rcu holds (one IOTLB per device): bounds the scan in every
+  // quiescent report.
+  static constexpr uint32_t kMaxClients = 1024;
 
   // Setup only. Throws std::invalid_argument for 0 or > kMaxReadersLimit,
   // std::bad_alloc when memory runs out.
@@ -75,11 +117,25 @@ class Rcu {
   // Any thread (internally locked): the reader must be offline.
   void unregister_reader(uint32_t id);
 
+  // Any thread (internally locked): `c` takes part in every reader's online
+  // and quiescent reports from now on. Readers that are online now have not
+  // run c.rcu_online(): c's per-reader state must start valid (empty).
+  // Throws std::length_error when kMaxClients are attached.
+  void attach(RcuClient& c);
+  // Any thread but an online reader, blocking: no reader runs `c` after this
+  // returns (it waits one grace period). No-op when `c` is not attached.
+  void detach(RcuClient& c) noexcept;
+
   // Reader side, wait-free. online() before the first read section; offline()
   // before anything that may block or a long idle period.
   void online(uint32_t id) noexcept {
     VXLATE_DCHECK(id < max_readers_, "Rcu::online: reader id out of range");
-    rte_rcu_qsbr_thread_online(v_, id);
+    // seq_cst store: ordered before the clients' loads of what writers
+    // published (seq_cst in rcu_online) and paired with check()'s seq_cst
+    // loads, so either the writer waits for this reader or the reader sees
+    // the writer's publication. The token may be stale: the writer then waits.
+    __atomic_store_n(&v_->qsbr_cnt[id].cnt, __atomic_load_n(&v_->token, __ATOMIC_RELAXED), __ATOMIC_SEQ_CST);
+    for_each_client([id](RcuClient& c) { c.rcu_online(id); });
   }
   void offline(uint32_t id) noexcept {
     VXLATE_DCHECK(id < max_readers_, "Rcu::offline: reader id out of range");
@@ -87,11 +143,13 @@ class Rcu {
     rte_rcu_qsbr_thread_offline(v_, id);
   }
   // Reader side, wait-free: "I hold no protected pointer now." One call per
-  // poll-loop iteration, between bursts. (release store of the reader's counter:
-  // pairs with the acquire load in check().)
+  // poll-loop iteration, between bursts: loads the token, brings every
+  // attached client up to date for this reader, then acknowledges the token.
   void quiescent(uint32_t id) noexcept {
     check_quiescent_report(id);
-    rte_rcu_qsbr_quiescent(v_, id);
+    const uint64_t token = quiescent_token();
+    for_each_client([id](RcuClient& c) { c.rcu_quiescent(id); });
+    report_quiescent(id, token);
   }
 
   // Reader side: marks a read section (one burst) for the debug checks, as
@@ -120,42 +178,47 @@ class Rcu {
     return __atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_RELAXED) != __RTE_QSBR_CNT_THR_OFFLINE;
   }
 
-  // Reader side, wait-free: quiescent() split in two, for a reader that must
-  // act on everything writers published before the grace periods it
-  // acknowledges (the IOTLB's invalidation log). quiescent_token() loads the
-  // current token (acquire: pairs with the release increment in start(), so
-  // whatever a writer published before start() is visible after it); the
-  // reader then consumes what was published; report_quiescent() acknowledges
-  // that token (release: pairs with the acquire load in check()). With plain
-  // quiescent() the token is loaded last, so a reader could acknowledge a
-  // grace period whose publications it read too early to see.
+  // Any thread: the current token (acquire: pairs with the increment in
+  // start(), so whatever a writer published before start() is visible after
+  // it). A reader's quiescent report loads it before its clients read what
+  // writers published, so it never acknowledges a grace period whose
+  // publications it read too early to see.
   uint64_t quiescent_token() const noexcept { return __atomic_load_n(&v_->token, __ATOMIC_ACQUIRE); }
-  void report_quiescent(uint32_t id, uint64_t token) noexcept {
-    check_quiescent_report(id);
-    uint64_t* cnt = &v_->qsbr_cnt[id].cnt;
-    // relaxed: only this reader writes its counter; skip the store (and the
-    // cache-line write) when nothing changed, as rte_rcu_qsbr_quiescent does.
-    if (__atomic_load_n(cnt, __ATOMIC_RELAXED) != token) __atomic_store_n(cnt, token, __ATOMIC_RELEASE);
-  }
 
   // Writer side, non-blocking: a token for the current grace period. Call it
-  // after unlinking (the token increment is a release that publishes the
-  // unlink before any reader can acknowledge the token).
-  uint64_t start() noexcept { return rte_rcu_qsbr_start(v_); }
+  // after unlinking. seq_cst increment: a release that publishes the unlink
+  // before any reader can acknowledge the token, and ordered before the
+  // counter loads in check() (see online()).
+  uint64_t start() noexcept { return __atomic_add_fetch(&v_->token, 1, __ATOMIC_SEQ_CST); }
   // Writer side, non-blocking: true once every online reader has passed a
   // quiescent state after `token` was taken.
-  bool check(uint64_t token) noexcept { return rte_rcu_qsbr_check(v_, token, false) == 1; }
+  bool check(uint64_t token) const noexcept;
   // Writer side, blocking: one full grace period. A caller that is itself a
-  // registered, online reader passes its id; it reports quiescent first so it
-  // does not wait on itself.
+  // registered reader passes its id: when it is online it reports quiescent
+  // (applying every client) after the new token, so it does not wait on
+  // itself; when it is offline it stays offline.
   void synchronize(uint32_t self_id = kNoReader) noexcept;
   // Writer side, blocking: waits until check(token) is true.
   void wait(uint64_t token) noexcept;
 
   uint32_t max_readers() const noexcept { return max_readers_; }
-  rte_rcu_qsbr* raw() noexcept { return v_; }
 
  private:
+  // Reader side: acknowledges `token` (release: pairs with the acquire loads
+  // in check()); skips the store, and the cache-line write, when unchanged.
+  void report_quiescent(uint32_t id, uint64_t token) noexcept {
+    uint64_t* cnt = &v_->qsbr_cnt[id].cnt;
+    if (__atomic_load_n(cnt, __ATOMIC_RELAXED) != token) __atomic_store_n(cnt, token, __ATOMIC_RELEASE);
+  }
+  template <typename F>
+  void for_each_client(F&& f) noexcept {
+    // acquire: pairs with the release stores in attach(): a client is fully
+    // built before a reader calls it.
+    const uint32_t n = nclients_.load(std::memory_order_acquire);
+    for (uint32_t i = 0; i < n; ++i)
+      if (RcuClient* c = clients_[i].load(std::memory_order_acquire)) f(*c);
+  }
+
   void check_quiescent_report([[maybe_unused]] uint32_t id) const noexcept {
     VXLATE_DCHECK(id < max_readers_, "Rcu: quiescent report with a reader id out of range");
     VXLATE_DCHECK(sections_[id] == 0, "Rcu: quiescent report inside a read section (a burst)");
@@ -166,6 +229,13 @@ class Rcu {
   uint32_t max_readers_ = 0;
   Mutex reg_mu_;
   std::vector<bool> used_ VXLATE_GUARDED_BY(reg_mu_);
+  // Registered ids are below this (release in register_reader(), acquire in
+  // check()): bounds the counter scan.
+  std::atomic<uint32_t> id_bound_{0};
+  // Attached clients: slots [0, nclients_) hold a client or nullptr. Written
+  // under reg_mu_ (release), read by readers (acquire).
+  std::unique_ptr<std::atomic<RcuClient*>[]> clients_;
+  std::atomic<uint32_t> nclients_{0};
   // Debug builds: open read sections per reader (empty otherwise); only that
   // reader touches its slot.
   std::vector<uint32_t> sections_;

@@ -13,11 +13,14 @@
 // sync() publishes the batch and waits for ONE grace period of the Rcu over all
 // online readers. Range invalidations go into a shared log (a ring of records
 // plus a head index); a reader applies the records it has not seen at its
-// quiescent point, between bursts, never inside one. The quiescent report is
-// split so that the token is loaded before the log is read (Rcu::
-// quiescent_token), hence a reader that acknowledges a grace period has applied
-// every record published before it. When sync() returns, no reader holds a
-// stale entry, and none is still inside a burst that began before the sync.
+// quiescent point, between bursts, never inside one. The IOTLB is an RcuClient
+// of its Rcu: every quiescent report of a reader, made through this IOTLB,
+// another IOTLB of the same Rcu or the Rcu itself, loads the token, applies
+// every attached IOTLB's log for that reader, then acknowledges the token.
+// Hence a reader that acknowledges a grace period has applied every record
+// published before it, in every IOTLB that shares the Rcu (a vSwitch lcore
+// serving many devices). When sync() returns, no reader holds a stale entry,
+// and none is still inside a burst that began before the sync.
 // A domain flush is O(1): the domain's generation is bumped and every entry
 // filled under an older generation stops matching on the next lookup.
 //
@@ -105,7 +108,7 @@ struct Stats {
   uint64_t flushes = 0;         // whole-cache flushes (global flush, going online)
 };
 
-class Iotlb {
+class Iotlb : private RcuClient {
  public:
   // Setup only. One reader cache per Rcu reader id, each of
   // `entries_per_reader` entries (power of two, kWays..kMaxEntries).
@@ -116,12 +119,14 @@ class Iotlb {
   Iotlb& operator=(const Iotlb&) = delete;
 
   // --- reader side --------------------------------------------------------
-  // Reader side: goes online (Rcu::online) with an empty cache.
+  // Reader side: Rcu::online(): every IOTLB of the Rcu drops this reader's
+  // cache and takes its log head.
   void online(uint32_t reader) noexcept;
-  // Reader side: goes offline (Rcu::offline); the cache is dropped at the next online.
+  // Reader side: Rcu::offline(); the caches are dropped at the next online.
   void offline(uint32_t reader) noexcept;
-  // Reader side, between bursts: applies pending invalidations, then reports a
-  // quiescent state. The reader must be online.
+  // Reader side, between bursts: Rcu::quiescent(): every IOTLB of the Rcu
+  // applies its pending invalidations for this reader, then the reader
+  // reports a quiescent state. The reader must be online.
   void quiescent(uint32_t reader) noexcept;
 
   // Reader side: translates one IOVA of domain `d`, whose page table is `pt`, for
@@ -161,6 +166,10 @@ class Iotlb {
   }
 
  private:
+  // RcuClient: run by the Rcu for every reader of every attached IOTLB.
+  void rcu_online(uint32_t reader) noexcept override;
+  void rcu_quiescent(uint32_t reader) noexcept override;
+
   // One set: the four keys and tags share the first cache line, so a lookup
   // compares all ways branch-free on one line and reads the second line only
   // for the hit's output.
