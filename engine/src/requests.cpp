@@ -143,6 +143,7 @@ void Device::sync() noexcept {
     tlb_.sync(self_reader_);  // one grace period, covering the endpoint changes too
   else if (need_grace_ || !dying_.empty())
     rcu_.synchronize(self_reader_);
+  for (const auto& d : dying_) tags_.erase(d->tag);
   dying_.clear();
   need_grace_ = false;
 }
@@ -183,54 +184,84 @@ Status Device::attach(const wire::ReqAttach& req) noexcept {
   auto cur = attached_.find(ep);
   if (cur != attached_.end() && cur->second == domain) return Status::kOk;  // mappings kept
   // Allocate everything before changing anything: a failure leaves the old
-  // attachment as it was.
+  // attachment as it was. A fresh endpoint's entry goes in first (it is the
+  // only allocation attached_ needs; a moving ATTACH rewrites its entry in
+  // place) and comes out again if the domain cannot be made.
+  const bool fresh = cur == attached_.end();
   try {
-    attached_.reserve(attached_.size() + 1);
     dying_.reserve(dying_.size() + 1);
-    if (it == domains_.end()) {
-      // The endpoint's old domain may die below, but the cap counts domains alive now.
-      if (domains_.size() >= cfg_.max_domains) return Status::kNoMem;
-      if (next_tag_ == UINT32_MAX) {
-        // Tags are about to repeat: forget every cached entry first.
-        tlb_.add_flush_all();
-        tlb_.sync(self_reader_);
-        next_tag_ = 0;
-      }
-      it = domains_.emplace(domain, std::make_unique<Domain>(rcu_, next_tag_, bypass)).first;
-      ++next_tag_;
-      table_bytes_ += it->second->pt.table_bytes();
-    }
+    if (fresh) cur = attached_.emplace(ep, domain).first;
   } catch (const std::bad_alloc&) {
     return Status::kNoMem;
   }
-  // Moving ATTACH: DETACH from the old domain first (it may cease to exist).
-  if (cur != attached_.end()) detach_endpoint(ep);
-  attached_[ep] = domain;  // capacity reserved above
+  if (it == domains_.end()) {
+    if (const Status s = create_domain(domain, bypass, &it); s != Status::kOk) {
+      if (fresh) attached_.erase(cur);
+      return s;
+    }
+  }
+  if (!fresh) {
+    leave_domain(ep, cur->second);  // moving ATTACH: DETACH from the old domain first (it may die)
+  } else if (cfg_.feature_bypass_config && bypass_.load(std::memory_order_relaxed) == 1) {
+    // Out of global bypass: identity DMA that began before this ATTACH must
+    // be over when it completes.
+    need_grace_ = true;
+  }
+  cur->second = domain;
   ++it->second->endpoints;
   publish_endpoint(ep, it->second.get());
   return Status::kOk;
 }
 
-void Device::detach_endpoint(uint32_t ep) noexcept {
-  auto cur = attached_.find(ep);
-  const uint32_t domain = cur->second;
-  attached_.erase(cur);
+Status Device::create_domain(uint32_t domain, bool bypass, DomainMap::iterator* out) noexcept {
+  // The endpoint's old domain may die afterwards, but the cap counts domains alive now.
+  if (domains_.size() >= cfg_.max_domains) return Status::kNoMem;
+  try {
+    if (next_tag_ == UINT32_MAX) {
+      // Tags are about to repeat: forget every cached entry first.
+      tlb_.add_flush_all();
+      tlb_.sync(self_reader_);
+      next_tag_ = 0;
+    }
+    // Never a tag that a live or dying domain holds: the IOTLB would let the
+    // new domain hit the other's entries. At most domains + dying skips.
+    while (tags_.contains(next_tag_)) ++next_tag_;
+    const uint32_t tag = next_tag_;
+    auto d = std::make_unique<Domain>(rcu_, tag, bypass);
+    tags_.insert(tag);
+    try {
+      *out = domains_.emplace(domain, std::move(d)).first;
+    } catch (const std::bad_alloc&) {
+      tags_.erase(tag);
+      throw;
+    }
+    ++next_tag_;
+  } catch (const std::bad_alloc&) {
+    return Status::kNoMem;
+  }
+  table_bytes_ += (*out)->second->pt.table_bytes();
+  return Status::kOk;
+}
+
+void Device::leave_domain(uint32_t ep, uint32_t domain) noexcept {
   publish_endpoint(ep, nullptr);
   need_grace_ = true;  // a reader may still translate through the old domain
   auto it = domains_.find(domain);
   if (--it->second->endpoints != 0) return;
   // The last endpoint left: the domain and all its mappings cease to exist and
   // its id is free. Readers may still walk its table until the grace period of
-  // this burst's sync(); the IOTLB forgets it with the same sync.
+  // this burst's sync(); the IOTLB forgets it with the same sync, and its tag
+  // is free once it is destroyed.
   mappings_ -= it->second->extents.size();
   table_bytes_ -= it->second->pt.table_bytes();
   try {
     tlb_.add_flush_domain(DomainId{it->second->tag});
-    dying_.push_back(std::move(it->second));
+    dying_.push_back(std::move(it->second));  // capacity reserved by the caller
   } catch (const std::bad_alloc&) {
     // Cannot defer: flush the IOTLB and wait for the grace period now.
     tlb_.add_flush_all();
     tlb_.sync(self_reader_);
+    tags_.erase(it->second->tag);
     it->second.reset();
   }
   domains_.erase(it);
@@ -243,7 +274,13 @@ Status Device::detach(const wire::ReqDetach& req) noexcept {
   if (!endpoint_exists(ep)) return Status::kNoEnt;
   auto cur = attached_.find(ep);
   if (cur == attached_.end() || cur->second != domain) return Status::kInval;
-  detach_endpoint(ep);
+  try {
+    dying_.reserve(dying_.size() + 1);
+  } catch (const std::bad_alloc&) {
+    // leave_domain() falls back to an immediate grace period.
+  }
+  leave_domain(ep, domain);
+  attached_.erase(cur);
   return Status::kOk;
 }
 

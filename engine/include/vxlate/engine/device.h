@@ -45,6 +45,7 @@
 #include <memory>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "vxlate/common/check.h"
@@ -159,6 +160,9 @@ class Device {
   // The IOTLB: its reader side (online/quiescent/offline) is how data-plane
   // lcores take part in this Device's grace periods.
   iotlb::Iotlb& iotlb() noexcept { return tlb_; }
+  // Tests only (control side): the IOTLB tag the next new domain starts
+  // looking from, to exercise wrap-around.
+  void set_next_tag_for_test(uint32_t tag) noexcept { next_tag_ = tag; }
   // Any thread: the Rcu whose readers this Device's grace periods wait for.
   Rcu& rcu() noexcept { return rcu_; }
 
@@ -188,7 +192,9 @@ class Device {
   Status map(const wire::ReqMap& req) noexcept;
   Status unmap(const wire::ReqUnmap& req) noexcept;
   Status probe(const wire::ReqProbe& req, std::span<uint8_t> props) noexcept;
-  void detach_endpoint(uint32_t ep) noexcept;
+  using DomainMap = std::unordered_map<uint32_t, std::unique_ptr<Domain>>;
+  Status create_domain(uint32_t domain, bool bypass, DomainMap::iterator* out) noexcept;
+  void leave_domain(uint32_t ep, uint32_t domain) noexcept;
   Status mappable_domain(uint32_t domain, uint64_t virt_start, uint64_t virt_last, Domain** dom) noexcept;
   void retally(const Domain& dom, size_t before) noexcept;
   bool overlaps_resv(const Domain& dom, uint32_t domain_id, uint64_t start, uint64_t last) const noexcept;
@@ -210,7 +216,7 @@ class Device {
   OwnerCheck control_;  // debug builds: one control call at a time
 
   // Control only.
-  std::unordered_map<uint32_t, std::unique_ptr<Domain>> domains_;
+  DomainMap domains_;
   std::unordered_map<uint32_t, uint32_t> attached_;  // endpoint -> domain
   std::vector<std::unique_ptr<Domain>> dying_;       // destroyed after the next grace period
   size_t mappings_ = 0;
@@ -218,6 +224,7 @@ class Device {
   uint32_t self_reader_ = Rcu::kNoReader;  // the handle_burst() caller's reader id, during the call
   bool need_grace_ = false;  // a translation readers may hold was removed this burst
   uint32_t next_tag_ = 0;    // IOTLB tags handed to domain instances
+  std::unordered_set<uint32_t> tags_;  // tags of live and dying domains
 
   // Reader-visible. Endpoint -> domain (nullptr: unattached), indexed by
   // ep - endpoint_first; release stores on attach/detach pair with the
