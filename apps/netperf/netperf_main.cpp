@@ -1,5 +1,5 @@
 // vxlate-netperf: netperf-like load through vxlate's virtqueues, virtio-iommu
-// queues and translation engine on DPDK lcores (see vxlate/dataplane/netperf.h).
+// queues and translation engine on DPDK lcores (see vxlate/load/netperf.h).
 //
 //   vxlate-netperf [--workload tcp_stream|udp_stream_64|tcp_rr|all]
 //                  [--mode identity|lazy|strict|all] [--queue-pairs N]
@@ -24,9 +24,10 @@
 
 #include <rte_eal.h>
 
-#include "vxlate/dataplane/netperf.h"
+#include "vxlate/load/eal.h"
+#include "vxlate/load/netperf.h"
 
-using namespace vxlate::dataplane;
+using namespace vxlate::load;
 
 namespace {
 

@@ -22,11 +22,12 @@
 
 #include <rte_eal.h>
 
-#include "vxlate/dataplane/netperf.h"
+#include "vxlate/load/eal.h"
+#include "vxlate/load/netperf.h"
 
 namespace {
 
-using namespace vxlate::dataplane;
+using namespace vxlate::load;
 
 uint64_t frames_for(Workload w) {
   switch (w) {

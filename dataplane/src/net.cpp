@@ -132,9 +132,10 @@ uint16_t NetDevice::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const*
       break;
     }
     // Header, then the mbuf's segments, filling each chain's buffers in order.
-    uint8_t hdr[kNetHdrSize] = {};
-    const uint16_t nbufs = static_cast<uint16_t>(k);
-    std::memcpy(hdr + kNetHdrNumBuffersOffset, &nbufs, 2);
+    VirtioNetHdr net_hdr{};
+    net_hdr.num_buffers.set(static_cast<uint16_t>(k));
+    uint8_t hdr[kNetHdrSize];
+    encode(std::span<uint8_t>(hdr), net_hdr);
     uint32_t ci = 0, si = 0;  // chain and segment being filled
     uint64_t off = 0;         // offset in that segment
     uint32_t written = 0;     // bytes written into chain ci

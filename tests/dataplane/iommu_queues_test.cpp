@@ -18,24 +18,25 @@
 #include <thread>
 #include <vector>
 
-#include "vxlate/dataplane/guest.h"
+#include "vxlate/common/le.h"
+#include "vxlate/engine/wire.h"
+#include "vxlate/load/guest.h"
 
 namespace vxlate::dataplane {
 namespace {
 
 using engine::Segment;
+using load::DriverBuf;
+using load::DriverQueue;
+using load::GuestMemory;
+using load::IommuDriver;
 constexpr uint32_t kRW = engine::kMapFlagRead | engine::kMapFlagWrite;
 constexpr uint64_t kGpaBase = 0x40000000;
 
-uint32_t le32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t le64(const uint8_t* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
+// A wire layout out of guest memory at p.
+template <typename T>
+T read_wire(const uint8_t* p) {
+  return decode<T>(std::span<const uint8_t>(p, sizeof(T)));
 }
 
 class IommuQueuesTest : public ::testing::Test {
@@ -196,10 +197,11 @@ class RawRequestq : public IommuQueuesTest {
     return m;
   }
   void put_attach(uint64_t off, uint32_t domain, uint32_t ep) {
-    std::memset(hva(off), 0, engine::kAttachSize);
-    hva(off)[0] = engine::kReqAttach;
-    std::memcpy(hva(off + 4), &domain, 4);
-    std::memcpy(hva(off + 8), &ep, 4);
+    engine::wire::ReqAttach r{};
+    r.head.type = engine::kReqAttach;
+    r.domain.set(domain);
+    r.endpoint.set(ep);
+    encode(std::span<uint8_t>(hva(off), sizeof r), r);
   }
 
   DriverQueue raw{mem, 16, false, false};
@@ -253,7 +255,9 @@ TEST_F(RawRequestq, BadChainsCompletedEmptyGoodOnesServed) {
   EXPECT_EQ(hva(0x1810)[1], 0);
   EXPECT_EQ(hva(0x1810)[2], 0xee);
   // The large writable part: the tail ends it.
-  EXPECT_EQ(le32(hva(0x1900 + max_w - engine::kTailSize)), 0u);
+  const auto tail = read_wire<engine::wire::ReqTail>(hva(0x1900 + max_w - engine::kTailSize));
+  EXPECT_EQ(tail.status, 0);
+  EXPECT_EQ(tail.reserved[0] | tail.reserved[1] | tail.reserved[2], 0);
   EXPECT_EQ(hva(0x1900 + max_w)[0], 0xee);
   DomainId d{0};
   ASSERT_TRUE(dev.endpoint_domain(EndpointId{2}, &d));
@@ -279,10 +283,10 @@ TEST_F(RawRequestq, BadChainsCompletedEmptyGoodOnesServed) {
 TEST_F(RawRequestq, RepliesCarryNoEarlierRequestBytes) {
   const uint32_t probe_w = dev.config().probe_size + engine::kTailSize;
   put_attach(0x000, 1, 1);
-  std::memset(hva(0x100), 0, engine::kProbeSize);
-  hva(0x100)[0] = engine::kReqProbe;
-  const uint32_t ep = 1;
-  std::memcpy(hva(0x104), &ep, 4);
+  engine::wire::ReqProbe probe{};
+  probe.head.type = engine::kReqProbe;
+  probe.endpoint.set(1);
+  encode(std::span<uint8_t>(hva(0x100), sizeof probe), probe);
   desc(0, 0x100, engine::kProbeSize, kDescFlagNext, 1);
   desc(1, 0x1000, probe_w, kDescFlagWrite);
   post({0});
@@ -333,14 +337,14 @@ TEST_F(IommuQueuesTest, FaultEventsWaitForBuffers) {
   ASSERT_TRUE(evq.get_used(&token, &len));
   EXPECT_EQ(token, 101u);
   EXPECT_EQ(len, kFaultEventSize);
-  const uint8_t* e = mem.hva(ev + 32);
-  EXPECT_EQ(e[0], engine::kFaultReasonMapping);
-  EXPECT_EQ(e[1] | e[2] | e[3], 0);
-  EXPECT_EQ(le32(e + 4), 0x101u);  // READ | ADDRESS
-  EXPECT_EQ(le32(e + 8), 1u);
-  EXPECT_EQ(le32(e + 12), 0u);
-  EXPECT_EQ(le64(e + 16), 0x50001234u);
-  EXPECT_EQ(e[24], 0xaa);
+  auto f = read_wire<engine::wire::Fault>(mem.hva(ev + 32));
+  EXPECT_EQ(f.reason, engine::kFaultReasonMapping);
+  EXPECT_EQ(f.reserved[0] | f.reserved[1] | f.reserved[2], 0);
+  EXPECT_EQ(f.flags.get(), engine::kFaultFlagRead | engine::kFaultFlagAddress);
+  EXPECT_EQ(f.endpoint.get(), 1u);
+  EXPECT_EQ(f.reserved2[0] | f.reserved2[1] | f.reserved2[2] | f.reserved2[3], 0);
+  EXPECT_EQ(f.address.get(), 0x50001234u);
+  EXPECT_EQ(mem.hva(ev + 32)[kFaultEventSize], 0xaa);  // nothing past the event
   EXPECT_FALSE(evq.get_used(&token, &len));  // buffer 102 still posted
 
   // A write fault by an unattached endpoint: DOMAIN, into buffer 102.
@@ -349,11 +353,11 @@ TEST_F(IommuQueuesTest, FaultEventsWaitForBuffers) {
   ASSERT_TRUE(evq.get_used(&token, &len));
   EXPECT_EQ(token, 102u);
   EXPECT_EQ(len, kFaultEventSize);
-  e = mem.hva(ev + 64);
-  EXPECT_EQ(e[0], engine::kFaultReasonDomain);
-  EXPECT_EQ(le32(e + 4), 0x102u);  // WRITE | ADDRESS
-  EXPECT_EQ(le32(e + 8), 5u);
-  EXPECT_EQ(le64(e + 16), 0x7000u);
+  f = read_wire<engine::wire::Fault>(mem.hva(ev + 64));
+  EXPECT_EQ(f.reason, engine::kFaultReasonDomain);
+  EXPECT_EQ(f.flags.get(), engine::kFaultFlagWrite | engine::kFaultFlagAddress);
+  EXPECT_EQ(f.endpoint.get(), 5u);
+  EXPECT_EQ(f.address.get(), 0x7000u);
   EXPECT_EQ(iq->stats().events, 2u);
 }
 

@@ -18,14 +18,20 @@
 #include <memory>
 #include <vector>
 
-#include "eal_env.h"
-#include "vxlate/dataplane/guest.h"
+#include "support/eal_env.h"
 #include "vxlate/dataplane/iommu_queues.h"
+#include "vxlate/load/guest.h"
 
 namespace vxlate::dataplane {
 namespace {
 
-[[maybe_unused]] ::testing::Environment* const kEal = ::testing::AddGlobalTestEnvironment(new test::EalEnv);
+using load::DriverBuf;
+using load::DriverQueue;
+using load::GuestMemory;
+using load::IommuDriver;
+
+[[maybe_unused]] ::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new vxlate::test::EalEnv(1));
 
 using Bytes = std::vector<uint8_t>;
 constexpr uint64_t kGpa1 = 0x40000000, kSize1 = 16 << 20;
@@ -56,7 +62,7 @@ class NetTest : public ::testing::TestWithParam<bool> {
   bool iommu() const { return GetParam(); }
 
   void SetUp() override {
-    pool = test::EalEnv::pool();
+    pool = vxlate::test::EalEnv::pool();
     ASSERT_NE(pool, nullptr);
     const engine::MemRegion r[2] = {mem.region(), mem2.region()};
     ASSERT_EQ(dev.set_mem_table(r), Status::kOk);

@@ -5,22 +5,21 @@
 // and payload; in strict mode the guest poisons every buffer once its UNMAP
 // completed and checks the poison of each receive buffer before reuse (the
 // device never touched it after the UNMAP); no chain refused, no request failed.
-#include "vxlate/dataplane/netperf.h"
+#include "vxlate/load/netperf.h"
 
 #include <gtest/gtest.h>
 
-#include <rte_eal.h>
+#include <stdexcept>
+#include <string>
 
-namespace vxlate::dataplane {
+#include "support/eal_env.h"
+
+namespace vxlate::load {
 namespace {
 
-class EalEnv : public ::testing::Environment {
- public:
-  // Three lcores: guest queue pairs 0 and 1 and the device (the multi-queue run).
-  void SetUp() override { ASSERT_TRUE(init_eal("netperf_test", 3)); }
-  void TearDown() override { rte_eal_cleanup(); }
-};
-[[maybe_unused]] ::testing::Environment* const eal_env = ::testing::AddGlobalTestEnvironment(new EalEnv);
+// Three lcores: guest queue pairs 0 and 1 and the device (the multi-queue run).
+[[maybe_unused]] ::testing::Environment* const kEal =
+    ::testing::AddGlobalTestEnvironment(new vxlate::test::EalEnv(3));
 
 struct Case {
   Workload workload;
@@ -112,4 +111,4 @@ TEST(NetperfConfig, RefusesWhatCannotRun) {
 }
 
 }  // namespace
-}  // namespace vxlate::dataplane
+}  // namespace vxlate::load

@@ -28,6 +28,7 @@
 // stats accessors once the owner has stopped.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -36,14 +37,28 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include "vxlate/common/le.h"
 #include "vxlate/dataplane/virtqueue.h"
 #include "vxlate/engine/device.h"
 
 namespace vxlate::dataplane {
 
 // struct virtio_net_hdr_mrg_rxbuf (VERSION_1: always 12 bytes).
-inline constexpr uint32_t kNetHdrSize = 12;
-inline constexpr uint32_t kNetHdrNumBuffersOffset = 10;
+// struct virtio_net_hdr (virtio spec 5.1.6, VERSION_1: num_buffers always
+// present), the header before every frame in both directions.
+struct VirtioNetHdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  Le16 hdr_len;
+  Le16 gso_size;
+  Le16 csum_start;
+  Le16 csum_offset;
+  Le16 num_buffers;
+};
+static_assert(offsetof(VirtioNetHdr, hdr_len) == 2 && offsetof(VirtioNetHdr, csum_start) == 6 &&
+              offsetof(VirtioNetHdr, num_buffers) == 10 && sizeof(VirtioNetHdr) == 12);
+inline constexpr uint32_t kNetHdrSize = sizeof(VirtioNetHdr);
+inline constexpr uint32_t kNetHdrNumBuffersOffset = offsetof(VirtioNetHdr, num_buffers);
 // Largest frame either direction accepts: a 64 KiB GSO frame plus headers.
 inline constexpr uint32_t kMaxFrame = 65536 + 256;
 // Receive chains one frame may merge (kMaxFrame over 1 KiB buffers).

@@ -1,6 +1,6 @@
 // vxlate/dataplane/virtio_ring.h: the VIRTIO 1.x split virtqueue layout
 // (virtio spec 2.7 "Split Virtqueues") shared by the device side (virtqueue.h)
-// and the guest driver model (guest.h).
+// and the guest driver model (vxlate/load/guest.h).
 //
 // A split queue of `size` entries (a power of two, at most kMaxQueueSize) is
 // three areas in guest memory: the descriptor table (16 B per entry, 16-byte

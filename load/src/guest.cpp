@@ -1,4 +1,4 @@
-#include "vxlate/dataplane/guest.h"
+#include "vxlate/load/guest.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -9,9 +9,29 @@
 #include <stdexcept>
 #include <system_error>
 
+#include "vxlate/common/le.h"
 #include "vxlate/common/range.h"
+#include "vxlate/engine/wire.h"
 
-namespace vxlate::dataplane {
+namespace vxlate::load {
+
+using dataplane::avail_bytes;
+using dataplane::AvailRing;
+using dataplane::desc_bytes;
+using dataplane::kAvailFlagNoInterrupt;
+using dataplane::kDescFlagIndirect;
+using dataplane::kDescFlagNext;
+using dataplane::kDescFlagWrite;
+using dataplane::kUsedFlagNoNotify;
+using dataplane::load16;
+using dataplane::need_event;
+using dataplane::QueueConfig;
+using dataplane::store16;
+using dataplane::used_bytes;
+using dataplane::UsedRing;
+using dataplane::valid_queue_size;
+using dataplane::VirtqDesc;
+using dataplane::VirtqUsedElem;
 
 // --- GuestMemory -------------------------------------------------------------
 
@@ -177,11 +197,6 @@ void DriverQueue::enable_interrupts() {
 
 // --- IommuDriver --------------------------------------------------------------
 
-namespace {
-void put32(uint8_t* b, size_t off, uint32_t v) { std::memcpy(b + off, &v, 4); }
-void put64(uint8_t* b, size_t off, uint64_t v) { std::memcpy(b + off, &v, 8); }
-}  // namespace
-
 IommuDriver::IommuDriver(GuestMemory& mem, DriverQueue& requestq, Idle idle)
     : mem_(mem), q_(requestq), idle_(std::move(idle)) {
   // Each request takes two descriptors (readable struct, writable tail).
@@ -191,18 +206,23 @@ IommuDriver::IommuDriver(GuestMemory& mem, DriverQueue& requestq, Idle idle)
   q_.disable_interrupts();
 }
 
-void IommuDriver::add(const uint8_t* req, uint32_t len) {
+template <typename Req>
+void IommuDriver::add(const Req& req) {
+  static_assert(sizeof(Req) + sizeof(engine::wire::ReqTail) <= kSlotBytes);
+  constexpr uint32_t len = sizeof(Req);
   if (free_slots_.empty() || q_.free_count() < 2) sync();
   const uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   const uint64_t gpa = slots_gpa_ + uint64_t{slot} * kSlotBytes;
   uint8_t* p = mem_.hva(gpa);
-  std::memcpy(p, req, len);
+  encode(std::span<uint8_t>(p, len), req);
   std::memset(p + len, 0, kSlotBytes - len);
   const uint64_t tail_gpa = gpa + kSlotBytes - engine::kTailSize;
   // The status byte starts out as an invalid value so that a device that
   // completes without writing it is noticed.
-  p[kSlotBytes - engine::kTailSize] = 0xff;
+  engine::wire::ReqTail tail{};
+  tail.status = 0xff;
+  encode(std::span<uint8_t>(mem_.hva(tail_gpa), engine::kTailSize), tail);
   const DriverBuf bufs[2] = {{gpa, len, false}, {tail_gpa, static_cast<uint32_t>(engine::kTailSize), true}};
   q_.add(bufs, slot);
   ++outstanding_;
@@ -210,41 +230,41 @@ void IommuDriver::add(const uint8_t* req, uint32_t len) {
 }
 
 void IommuDriver::add_attach(uint32_t domain, uint32_t endpoint, uint32_t flags) {
-  uint8_t r[engine::kAttachSize] = {};
-  r[0] = engine::kReqAttach;
-  put32(r, 4, domain);
-  put32(r, 8, endpoint);
-  put32(r, 12, flags);
-  add(r, sizeof r);
+  engine::wire::ReqAttach r{};
+  r.head.type = engine::kReqAttach;
+  r.domain.set(domain);
+  r.endpoint.set(endpoint);
+  r.flags.set(flags);
+  add(r);
 }
 
 void IommuDriver::add_detach(uint32_t domain, uint32_t endpoint) {
-  uint8_t r[engine::kDetachSize] = {};
-  r[0] = engine::kReqDetach;
-  put32(r, 4, domain);
-  put32(r, 8, endpoint);
-  add(r, sizeof r);
+  engine::wire::ReqDetach r{};
+  r.head.type = engine::kReqDetach;
+  r.domain.set(domain);
+  r.endpoint.set(endpoint);
+  add(r);
 }
 
 void IommuDriver::add_map(uint32_t domain, uint64_t iova, uint64_t size, uint64_t gpa, uint32_t flags) {
-  uint8_t r[engine::kMapSize] = {};
-  r[0] = engine::kReqMap;
-  put32(r, 4, domain);
-  put64(r, 8, iova);
-  put64(r, 16, iova + size - 1);
-  put64(r, 24, gpa);
-  put32(r, 32, flags);
-  add(r, sizeof r);
+  engine::wire::ReqMap r{};
+  r.head.type = engine::kReqMap;
+  r.domain.set(domain);
+  r.virt_start.set(iova);
+  r.virt_end.set(iova + size - 1);  // inclusive
+  r.phys_start.set(gpa);
+  r.flags.set(flags);
+  add(r);
   ++maps_;
 }
 
 void IommuDriver::add_unmap(uint32_t domain, uint64_t iova, uint64_t size) {
-  uint8_t r[engine::kUnmapSize] = {};
-  r[0] = engine::kReqUnmap;
-  put32(r, 4, domain);
-  put64(r, 8, iova);
-  put64(r, 16, iova + size - 1);
-  add(r, sizeof r);
+  engine::wire::ReqUnmap r{};
+  r.head.type = engine::kReqUnmap;
+  r.domain.set(domain);
+  r.virt_start.set(iova);
+  r.virt_end.set(iova + size - 1);  // inclusive
+  add(r);
   ++unmaps_;
 }
 
@@ -259,7 +279,9 @@ Status IommuDriver::sync() {
       idle_();
       continue;
     }
-    const uint8_t status = mem_.hva(slots_gpa_ + slot * kSlotBytes)[kSlotBytes - engine::kTailSize];
+    const uint64_t tail_gpa = slots_gpa_ + slot * kSlotBytes + kSlotBytes - engine::kTailSize;
+    const uint8_t status =
+        decode<engine::wire::ReqTail>(std::span<const uint8_t>(mem_.hva(tail_gpa), engine::kTailSize)).status;
     if (len != engine::kTailSize || status != 0) {
       ++failures_;
       if (first_error_ == Status::kOk) first_error_ = len == 0 ? Status::kDevErr : static_cast<Status>(status);
@@ -272,4 +294,4 @@ Status IommuDriver::sync() {
   return st;
 }
 
-}  // namespace vxlate::dataplane
+}  // namespace vxlate::load

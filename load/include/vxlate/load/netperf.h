@@ -1,4 +1,4 @@
-// vxlate/dataplane/netperf.h: netperf-like load through real rings: a guest
+// vxlate/load/netperf.h: netperf-like load through real rings: a guest
 // driver model on its own lcores and the vxlate device side on another,
 // exchanging packets and virtio-iommu requests through split virtqueues in a
 // memfd, on DPDK lcores.
@@ -32,8 +32,16 @@
 // (64-byte UDP payloads, guest to host only), tcp_rr (one 1-byte request and
 // one 1-byte response at a time per queue pair; round-trip latency sampled).
 //
+// The sources, one job each (load/src/): config.cpp (names, checks),
+// frames.cpp (building and checking frames), guest_qp.cpp (the guest side of
+// one queue pair), peer.cpp (the netserver-like peer on the device lcore),
+// device_lcore.cpp (the device lcore's poll loop), run.cpp (setup, launch,
+// join on the main lcore), report.cpp (the figures, progress and JSON).
+// EAL comes up through vxlate/load/eal.h.
+//
 // Thread-safety contract: run_netperf() is called on the EAL main lcore with
 // no other lcore busy; it uses the main lcore and queue_pairs worker lcores.
+// The name helpers and to_json() are pure: any thread.
 #pragma once
 
 #include <cstdint>
@@ -41,10 +49,11 @@
 #include <string>
 #include <string_view>
 
-namespace vxlate::dataplane {
+namespace vxlate::load {
 
 enum class Workload : uint8_t { kTcpStream, kUdpStream64, kTcpRr };
 enum class Mode : uint8_t { kIdentity, kLazy, kStrict };
+// Any thread. The netperf-style names ("tcp_stream", "lazy", ...), and back.
 const char* to_string(Workload w) noexcept;
 const char* to_string(Mode m) noexcept;
 bool parse_workload(std::string_view s, Workload* w) noexcept;
@@ -105,14 +114,10 @@ struct NetperfResult {
   bool clean() const noexcept { return corrupt == 0 && poison_violations == 0 && bad_chains == 0 && request_failures == 0; }
 };
 
-// Initialises DPDK's EAL for this machine: --no-huge --no-pci (memfd-backed
-// memory), no shared config, `lcores` lcores mapped onto the CPUs this
-// process may use. Returns false (with a message on stderr) on failure.
-bool init_eal(const char* argv0, unsigned lcores);
-// Runs one load. Throws std::runtime_error for a config that cannot run
-// (too few lcores, bad sizes).
+// EAL main lcore, no other lcore busy (see contract). Runs one load. Throws
+// std::runtime_error for a config that cannot run (too few lcores, bad sizes).
 NetperfResult run_netperf(const NetperfConfig& cfg);
-// One line of JSON with every result field.
+// Any thread. One line of JSON with every result field.
 std::string to_json(const NetperfConfig& cfg, const NetperfResult& r);
 
-}  // namespace vxlate::dataplane
+}  // namespace vxlate::load

@@ -1,6 +1,7 @@
-// vxlate/dataplane/guest.h: the guest side, for tests and load: guest RAM in a
+// vxlate/load/guest.h: the guest side, for tests and load: guest RAM in a
 // memfd, the driver side of a split virtqueue, and a virtio-iommu driver that
-// behaves like Linux's (drivers/iommu/virtio-iommu.c).
+// behaves like Linux's (drivers/iommu/virtio-iommu.c). A test double: it lives
+// in vxlate::load, which no product target links.
 //
 // GuestMemory is one memfd mapped MAP_SHARED: the same pages a VMM would hand a
 // vhost-user back end. Its bump allocator serves setup only (rings, request
@@ -18,11 +19,14 @@
 // waiting (viommu_add_req), sync() kicks the request queue and busy-polls the
 // used ring until every queued request is back (viommu_sync_req), and reports
 // the first non-OK status. A full request queue syncs first, as Linux does.
+// Requests are written with the virtio-iommu layouts of vxlate/engine/wire.h,
+// the ones the device decodes, so the model cannot drift from the device.
 //
-// Thread-safety contract: not thread-safe; each object belongs to one guest
-// thread (IommuDriver may be shared by several guest threads under an external
-// lock, as Linux's viommu request_lock). The device side runs on other threads
-// and only ever communicates through guest memory.
+// Thread-safety contract: the guest is outside the device's thread roles.
+// Guest side: not thread-safe; each object belongs to one guest thread
+// (IommuDriver may be shared by several guest threads under an external lock,
+// as Linux's viommu request_lock). Setup only: constructors. The device side
+// runs on other threads and only ever communicates through guest memory.
 #pragma once
 
 #include <cstddef>
@@ -36,21 +40,23 @@
 #include "vxlate/dataplane/virtqueue.h"
 #include "vxlate/engine/device.h"
 
-namespace vxlate::dataplane {
+namespace vxlate::load {
 
 class GuestMemory {
  public:
-  // Creates a memfd of `size` bytes (a multiple of 4 KiB) at guest-physical
-  // `gpa_base`. Throws std::system_error when memfd/mmap fail.
+  // Setup only. Creates a memfd of `size` bytes (a multiple of 4 KiB) at
+  // guest-physical `gpa_base`. Throws std::invalid_argument for a bad size or
+  // base, std::system_error when memfd/mmap fail.
   GuestMemory(uint64_t gpa_base, uint64_t size);
   ~GuestMemory();
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
 
-  // The memory-table entry a VMM would send (SET_MEM_TABLE).
+  // Any thread. The memory-table entry a VMM would send (SET_MEM_TABLE).
   engine::MemRegion region() const noexcept { return {gpa_base_, size_, reinterpret_cast<uint64_t>(hva_)}; }
+  // Any thread.
   int fd() const noexcept { return fd_; }
-  // Host pointer of a guest-physical address inside the region.
+  // Any thread. Host pointer of a guest-physical address inside the region.
   uint8_t* hva(uint64_t gpa) const noexcept { return hva_ + (gpa - gpa_base_); }
   // Setup only: `size` bytes aligned to `align` (a power of two). Throws
   // std::bad_alloc when the region is exhausted.
@@ -77,39 +83,45 @@ class DriverQueue {
   // Largest indirect table per chain.
   static constexpr uint32_t kMaxIndirect = 16;
 
-  // Allocates the coherent area (descriptor table, avail and used rings, one
-  // indirect table per head) in `mem`. size: a power of two <= kMaxQueueSize.
+  // Setup only. Allocates the coherent area (descriptor table, avail and used
+  // rings, one indirect table per head) in `mem`. size: a power of two <=
+  // kMaxQueueSize, else std::invalid_argument.
   DriverQueue(GuestMemory& mem, uint32_t size, bool event_idx, bool indirect);
 
-  // The coherent area, for the owner to map; device addresses of the rings
-  // are dma_base + offset (dma_base defaults to the area's GPA: identity).
+  // Setup only. The coherent area, for the owner to map; device addresses of
+  // the rings are dma_base + offset (dma_base defaults to the area's GPA:
+  // identity).
   uint64_t area_gpa() const noexcept { return area_gpa_; }
   uint64_t area_bytes() const noexcept { return area_bytes_; }
   void set_dma_base(uint64_t dma) noexcept { dma_base_ = dma; }
-  // What the device needs to find the queue.
-  QueueConfig device_config(bool access_platform, EndpointId ep) const noexcept;
+  // Setup only. What the device needs to find the queue.
+  dataplane::QueueConfig device_config(bool access_platform, EndpointId ep) const noexcept;
 
+  // Guest side.
   uint32_t size() const noexcept { return size_; }
   uint32_t free_count() const noexcept { return num_free_; }
-  // Adds a chain (readable buffers first); `token` comes back from get_used().
-  // Uses an indirect table when asked and negotiated (one slot then). False when
-  // the queue has no room (nothing changes). Not visible until publish().
+  // Guest side. Adds a chain (readable buffers first); `token` comes back from
+  // get_used(). Uses an indirect table when asked and negotiated (one slot
+  // then). False when the queue has no room (nothing changes). Not visible
+  // until publish().
   bool add(std::span<const DriverBuf> bufs, uint64_t token, bool use_indirect = false);
-  // Publishes added chains (avail.idx) and says whether the device wants a
-  // kick (EVENT_IDX avail_event or the NO_NOTIFY flag); counts kicks.
+  // Guest side. Publishes added chains (avail.idx) and says whether the device
+  // wants a kick (EVENT_IDX avail_event or the NO_NOTIFY flag); counts kicks.
   bool publish();
-  // Takes the next used entry; false when none.
+  // Guest side. Takes the next used entry; false when none. Throws
+  // std::runtime_error when the device returns a head it was not given.
   bool get_used(uint64_t* token, uint32_t* len);
-  // Interrupt suppression: a polling driver disables interrupts; enable
-  // writes used_event / clears NO_INTERRUPT.
+  // Guest side. Interrupt suppression: a polling driver disables interrupts;
+  // enable writes used_event / clears NO_INTERRUPT.
   void disable_interrupts();
   void enable_interrupts();
 
+  // Guest side.
   uint64_t kicks() const noexcept { return kicks_; }
-  // Host views of the rings, for tests that play a hostile driver.
-  VirtqDesc* desc() const noexcept { return desc_; }
-  AvailRing avail() const noexcept { return avail_; }
-  UsedRing used() const noexcept { return used_; }
+  // Guest side. Host views of the rings, for tests that play a hostile driver.
+  dataplane::VirtqDesc* desc() const noexcept { return desc_; }
+  dataplane::AvailRing avail() const noexcept { return avail_; }
+  dataplane::UsedRing used() const noexcept { return used_; }
 
  private:
   GuestMemory& mem_;
@@ -120,9 +132,9 @@ class DriverQueue {
   uint64_t area_bytes_ = 0;
   uint64_t dma_base_ = 0;
   uint64_t avail_off_ = 0, used_off_ = 0, indirect_off_ = 0;
-  VirtqDesc* desc_ = nullptr;
-  AvailRing avail_{nullptr, 0};
-  UsedRing used_{nullptr, 0};
+  dataplane::VirtqDesc* desc_ = nullptr;
+  dataplane::AvailRing avail_{nullptr, 0};
+  dataplane::UsedRing used_{nullptr, 0};
   std::vector<uint16_t> next_;      // shadow free list / chain links
   std::vector<uint16_t> chain_len_; // descriptors each head holds
   std::vector<uint64_t> token_;
@@ -141,18 +153,22 @@ class IommuDriver {
   // device's poll; threads pass a pause.
   using Idle = std::function<void()>;
 
+  // Setup only. Takes half of `requestq`'s size in request slots from `mem`.
   IommuDriver(GuestMemory& mem, DriverQueue& requestq, Idle idle);
+  // Guest side.
   void set_idle(Idle idle) { idle_ = std::move(idle); }
 
-  // viommu_add_req: queue one request (syncing first if the queue is full).
+  // Guest side. viommu_add_req: queue one request (syncing first if the
+  // queue is full).
   void add_attach(uint32_t domain, uint32_t endpoint, uint32_t flags = 0);
   void add_detach(uint32_t domain, uint32_t endpoint);
   void add_map(uint32_t domain, uint64_t iova, uint64_t size, uint64_t gpa, uint32_t flags);
   void add_unmap(uint32_t domain, uint64_t iova, uint64_t size);
-  // viommu_sync_req: kick, then wait for every queued request. Returns the
-  // first non-OK status among them (and counts all failures).
+  // Guest side. viommu_sync_req: kick, then wait for every queued request.
+  // Returns the first non-OK status among them (and counts all failures).
   Status sync();
 
+  // Guest side (or anyone once the guest threads stopped).
   uint64_t requests() const noexcept { return requests_; }
   uint64_t maps() const noexcept { return maps_; }
   uint64_t unmaps() const noexcept { return unmaps_; }
@@ -161,7 +177,9 @@ class IommuDriver {
 
  private:
   static constexpr uint32_t kSlotBytes = 64;  // request struct (<= 36 B) + tail
-  void add(const uint8_t* req, uint32_t len);
+  // Writes `req` (a wire:: request layout) into a free slot and queues it.
+  template <typename Req>
+  void add(const Req& req);
 
   GuestMemory& mem_;
   DriverQueue& q_;
@@ -173,4 +191,4 @@ class IommuDriver {
   uint64_t requests_ = 0, maps_ = 0, unmaps_ = 0, syncs_ = 0, failures_ = 0;
 };
 
-}  // namespace vxlate::dataplane
+}  // namespace vxlate::load

@@ -1,0 +1,41 @@
+#include "vxlate/load/eal.h"
+
+#include <sched.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+
+namespace vxlate::load {
+
+bool init_eal(const char* argv0, unsigned lcores) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::string cpus;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) {
+        if (!cpus.empty()) cpus.push_back(',');
+        cpus.append(std::to_string(c));
+      }
+  }
+  if (cpus.empty()) cpus.push_back('0');
+  // Lcores 0..n-1 float over every CPU we may use: with more lcores than CPUs
+  // (2-core machines) the polling loops yield when idle.
+  char map[512];
+  std::snprintf(map, sizeof map, "(0-%u)@(%s)", lcores - 1, cpus.c_str());
+  std::vector<std::string> args = {argv0, "--no-huge", "--no-pci", "--no-shconf", "-m", "256", "--no-telemetry",
+                                   "--log-level", "lib.eal:error", "--lcores", map};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) {
+    std::fprintf(stderr, "vxlate: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace vxlate::load

@@ -1,0 +1,116 @@
+// load/src/guest_qp.h: the guest side of one netperf queue pair: a polling
+// virtio-net driver with its transmit and receive queues, buffers, IOVA
+// allocator and the vIOMMU policy of the run's mode (identity, lazy, strict;
+// see vxlate/load/netperf.h). Internal to vxlate::load.
+//
+// One pass of the driver loop (step()) reaps transmit completions, reaps and
+// checks received frames, flushes lazy unmaps, refills the receive queue and
+// sends the next burst. Requests go through the run's shared IommuDriver under
+// its lock; time spent there is counted as sync time.
+//
+// Thread-safety contract: Setup only: construction and setup_mappings(), on
+// the main lcore before the lcores start. Guest side: everything else, on the
+// one lcore that owns the queue pair (queue pair 0: the main lcore). The
+// progress counters `packets` and `bytes` may be read by any thread (relaxed);
+// the rest once the owner stopped.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "vxlate/common/status.h"
+#include "vxlate/load/guest.h"
+
+namespace vxlate::load::detail {
+
+struct RunState;
+
+// Page-sized IOVAs from one range, LIFO like Linux's per-CPU IOVA rcache, so a
+// freed IOVA is soon mapped again to a different buffer.
+class IovaAlloc {
+ public:
+  IovaAlloc(uint64_t base, uint32_t pages, uint64_t page_size) {
+    for (uint32_t i = pages; i-- > 0;) free_.push_back(base + uint64_t{i} * page_size);
+  }
+  uint64_t get() {
+    if (free_.empty()) throw std::runtime_error("netperf: guest IOVA range exhausted");
+    const uint64_t v = free_.back();
+    free_.pop_back();
+    return v;
+  }
+  void put(uint64_t iova) { free_.push_back(iova); }
+
+ private:
+  std::vector<uint64_t> free_;
+};
+
+// One guest buffer: a page of guest memory and its current device address.
+struct Buf {
+  uint64_t gpa = 0;
+  uint64_t addr = 0;      // what the descriptor carries (IOVA or GPA)
+  bool poisoned = false;  // strict: poisoned after its UNMAP completed
+};
+
+struct GuestQp {
+  // Setup only.
+  GuestQp(RunState& run, uint16_t qp);
+  // Setup only, before the device lcore runs: maps the rings and, in lazy
+  // mode, every buffer (queued on the IommuDriver; the caller syncs).
+  void setup_mappings();
+
+  // Guest side. One pass of the driver loop; true when it made progress.
+  bool step();
+  // Guest side. The packet budget is spent (and no transaction in flight).
+  bool budget_done() const;
+  // Guest side. Loops on step() until stopped or the budget is spent.
+  void run_loop();
+
+  RunState& run;
+  uint16_t qp;
+  std::unique_ptr<DriverQueue> rxq, txq;
+  std::vector<Buf> tx, rx;
+  std::vector<uint32_t> tx_free, rx_free;             // slots ready for use
+  std::vector<uint32_t> tx_parked, rx_parked;         // lazy: moved, waiting for the flush
+  std::vector<uint64_t> stale_iovas;                  // lazy: freed at the next flush
+  std::vector<uint32_t> tx_done, rx_done;             // strict: completed, to unmap
+  std::vector<std::pair<uint32_t, uint32_t>> rx_pending;  // strict: (slot, len) to process after the unmap
+  std::unique_ptr<IovaAlloc> iovas;
+  uint64_t completions = 0;
+  uint32_t seq = 0;            // next frame's sequence number
+  uint32_t send_left = 0;      // tcp_stream: bytes left in the current send
+  bool rr_waiting = false;
+  uint64_t rr_sent_tsc = 0;
+  std::vector<uint32_t> rtt_cycles;
+  uint64_t sync_cycles = 0;
+  uint64_t total_cycles = 0;
+  // Progress, read by the main lcore: owner-written, relaxed.
+  std::atomic<uint64_t> packets{0};
+  std::atomic<uint64_t> bytes{0};
+  uint64_t rx_frames = 0;
+  uint64_t corrupt = 0;
+  uint64_t poison_violations = 0;
+
+ private:
+  void reap_tx();
+  void reap_rx();
+  void process_rx(uint32_t slot, uint32_t used_len);
+  void refill_rx();
+  void send();
+  void post_tx(uint32_t slot, uint32_t frame_len);
+  void map_coherent(DriverQueue& q, uint64_t iova);
+  void lazy_recycle(std::vector<uint32_t>& parked, std::vector<Buf>& bufs, uint32_t slot, uint8_t perm);
+  void lazy_flush();
+  void strict_unmap(std::vector<uint32_t>& slots, std::vector<Buf>& bufs, std::vector<uint32_t>& free_list,
+                    bool rx_side);
+  // Syncs the IommuDriver (iommu_lock held), counting the wait as sync time.
+  Status sync_locked();
+};
+
+// rte_eal_remote_launch entry of a guest lcore; arg: its GuestQp.
+int guest_lcore_main(void* arg);
+
+}  // namespace vxlate::load::detail

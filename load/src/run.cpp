@@ -1,0 +1,115 @@
+// run_netperf(): the main lcore's part of a run. It builds the RunState,
+// sets the guest up (ATTACH, ring and lazy-mode MAPs, serviced by the guest's
+// own sync() while no device lcore runs yet), builds the device's NetDevice,
+// launches the device lcore and guest queue pairs 1.., runs guest queue pair 0
+// itself between clock and progress checks, stops and joins the others in
+// order (guests, then the device), and reads the figures out.
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "device_lcore.h"
+#include "guest_qp.h"
+#include "report.h"
+#include "run_state.h"
+#include "vxlate/load/netperf.h"
+
+namespace vxlate::load {
+
+using namespace detail;
+
+NetperfResult run_netperf(const NetperfConfig& cfg) {
+  check_config(cfg);
+  static std::atomic<unsigned> run_id{0};
+  const uint64_t per_qp = 2 * (cfg.queue_size + std::max(cfg.lazy_flush, cfg.strict_batch) + 8) * kPage +
+                          2 * (dataplane::desc_bytes(cfg.queue_size) * (1 + DriverQueue::kMaxIndirect) + 3 * kPage);
+  RunState run(cfg, ((uint64_t{cfg.queue_pairs} * per_qp + (8 << 20)) + kPage - 1) & ~(kPage - 1));
+  if (run.dev.set_mem_table(std::array<engine::MemRegion, 1>{run.mem.region()}) != Status::kOk)
+    throw std::runtime_error("netperf: memory table refused");
+  const std::string pool = "vxlate_np" + std::to_string(run_id.fetch_add(1));
+  run.mp = rte_pktmbuf_pool_create(pool.c_str(), 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                   static_cast<int>(rte_socket_id()));
+  if (run.mp == nullptr) throw std::runtime_error("netperf: mbuf pool: " + std::string(rte_strerror(rte_errno)));
+  struct PoolFree {
+    rte_mempool* mp;
+    ~PoolFree() { rte_mempool_free(mp); }
+  } pool_free{run.mp};
+
+  // Setup on the main lcore: it services the request queue itself while the
+  // device lcore is not running yet.
+  std::vector<dataplane::QueueConfig> queues;
+  for (uint16_t q = 0; q < cfg.queue_pairs; ++q) run.guests.push_back(std::make_unique<GuestQp>(run, q));
+  if (run.iommu_on()) run.iommu.add_attach(kDomain, kNetEndpoint);
+  for (auto& g : run.guests) g->setup_mappings();
+  if (run.iommu.sync() != Status::kOk) throw std::runtime_error("netperf: guest setup requests failed");
+  for (auto& g : run.guests) {
+    queues.push_back(g->rxq->device_config(run.iommu_on(), EndpointId{kNetEndpoint}));
+    queues.push_back(g->txq->device_config(run.iommu_on(), EndpointId{kNetEndpoint}));
+  }
+  run.net = std::make_unique<dataplane::NetDevice>(run.dev, queues, true);
+  run.reader = run.rcu.register_reader();
+  const uint64_t setup_maps = run.iommu.maps();
+  run.iommu.set_idle(pause_idle);
+
+  // release: pairs with each worker's acquire in wait_setup(); setup is visible.
+  run.setup_done.store(true, std::memory_order_release);
+  std::vector<unsigned> workers;
+  unsigned l;
+  RTE_LCORE_FOREACH_WORKER(l) workers.push_back(l);
+  if (rte_eal_remote_launch(device_lcore_main, &run, workers[0]) != 0)
+    throw std::runtime_error("netperf: device lcore busy");
+  run.guests_running.store(cfg.queue_pairs, std::memory_order_relaxed);
+  for (uint16_t q = 1; q < cfg.queue_pairs; ++q) rte_eal_remote_launch(guest_lcore_main, run.guests[q].get(), workers[q]);
+
+  // Guest queue pair 0 runs here, between clock and progress checks.
+  const uint64_t hz = rte_get_tsc_hz();
+  const uint64_t t0 = rte_rdtsc();
+  const uint64_t deadline = cfg.packets != 0 ? UINT64_MAX : t0 + static_cast<uint64_t>(cfg.seconds * double(hz));
+  GuestQp& g0 = *run.guests[0];
+  uint64_t next_progress = t0 + hz / 2;
+  Backoff backoff;
+  for (;;) {
+    if (g0.step())
+      backoff.reset();
+    else
+      backoff.idle();
+    const uint64_t now = rte_rdtsc();
+    if (cfg.progress && now >= next_progress) {
+      cfg.progress(progress(run, double(now - t0) / double(hz)));
+      next_progress += hz / 2;
+    }
+    if (now >= deadline || g0.budget_done()) break;
+  }
+  g0.total_cycles = rte_rdtsc() - t0;
+  run.guests_running.fetch_sub(1, std::memory_order_release);
+  // relaxed: a stop request; the guests' counts are read after the acquire below.
+  if (cfg.packets == 0) run.guest_stop.store(true, std::memory_order_relaxed);
+  // acquire: pairs with each guest's release decrement; their counts are final.
+  while (run.guests_running.load(std::memory_order_acquire) != 0) pause_idle();
+  const uint64_t t1 = rte_rdtsc();
+  run.device_stop.store(true, std::memory_order_relaxed);
+  // acquire: pairs with the device lcore's release of device_done.
+  while (!run.device_done.load(std::memory_order_acquire)) pause_idle();
+  rte_eal_mp_wait_lcore();
+
+  const NetperfResult r = collect(run, t0, t1, setup_maps);
+  run.rcu.unregister_reader(run.reader);
+  run.net.reset();
+  return r;
+}
+
+}  // namespace vxlate::load
