@@ -45,9 +45,11 @@
 #include <span>
 #include <vector>
 
+#include "vxlate/common/le.h"
 #include "vxlate/common/rcu.h"
 #include "vxlate/common/status.h"
 #include "vxlate/engine/device.h"
+#include "vxlate/engine/wire.h"
 
 namespace {
 
@@ -73,15 +75,11 @@ constexpr size_t kIotlbEntries = 64;
     if (!(cond)) __builtin_trap(); \
   } while (0)
 
-uint32_t le32(std::span<const uint8_t> b, size_t off) {
-  return static_cast<uint32_t>(b[off]) | static_cast<uint32_t>(b[off + 1]) << 8 |
-         static_cast<uint32_t>(b[off + 2]) << 16 | static_cast<uint32_t>(b[off + 3]) << 24;
-}
-uint64_t le64(std::span<const uint8_t> b, size_t off) {
-  return static_cast<uint64_t>(le32(b, off)) | static_cast<uint64_t>(le32(b, off + 4)) << 32;
-}
-uint16_t le16(std::span<const uint8_t> b, size_t off) {
-  return static_cast<uint16_t>(b[off] | b[off + 1] << 8);
+// The head's type byte of a readable part, which may be shorter than the head
+// (0: no request type).
+uint8_t type_of(std::span<const uint8_t> r) {
+  constexpr size_t kTypeOffset = offsetof(wire::ReqHead, type);
+  return r.size() > kTypeOffset ? r[kTypeOffset] : 0;
 }
 
 // Config bits of input byte 0:
@@ -130,7 +128,7 @@ size_t writable_size(uint8_t sel, uint32_t probe_size) {
 // The Decisions row "too short for its struct and tail, or unknown type".
 bool expect_used(std::span<const uint8_t> r, size_t wsize) {
   if (r.empty() || wsize < kTailSize) return false;
-  switch (r[0]) {
+  switch (type_of(r)) {
     case kReqAttach: return r.size() >= kAttachSize;
     case kReqDetach: return r.size() >= kDetachSize;
     case kReqMap: return r.size() >= kMapSize;
@@ -149,15 +147,17 @@ bool all_canary(std::span<const uint8_t> b) {
 // An OK PROBE's property area: RESV_MEM properties back to back, then zeros.
 void check_probe_props(std::span<const uint8_t> props) {
   size_t off = 0;
-  while (off + 4 <= props.size()) {
-    const uint16_t type = le16(props, off) & 0xfff;
+  while (off + sizeof(wire::ProbeProp) <= props.size()) {
+    const auto head = vxlate::decode<wire::ProbeProp>(props.subspan(off));
+    const uint16_t type = head.type.get() & 0xfff;  // bits 0-11; 12-15 reserved
     if (type == kProbeTypeNone) break;
     FUZZ_CHECK(type == kProbeTypeResvMem);
-    FUZZ_CHECK(le16(props, off + 2) == 20);
+    FUZZ_CHECK(head.length.get() == kResvMemPropSize - sizeof(wire::ProbeProp));
     FUZZ_CHECK(off + kResvMemPropSize <= props.size());
-    FUZZ_CHECK(props[off + 4] == kResvMemReserved || props[off + 4] == kResvMemMsi);
-    FUZZ_CHECK(props[off + 5] == 0 && props[off + 6] == 0 && props[off + 7] == 0);
-    FUZZ_CHECK(le64(props, off + 8) <= le64(props, off + 16));
+    const auto resv = vxlate::decode<wire::ProbeResvMem>(props.subspan(off));
+    FUZZ_CHECK(resv.subtype == kResvMemReserved || resv.subtype == kResvMemMsi);
+    FUZZ_CHECK(resv.reserved[0] == 0 && resv.reserved[1] == 0 && resv.reserved[2] == 0);
+    FUZZ_CHECK(resv.start.get() <= resv.end.get());
     off += kResvMemPropSize;
   }
   for (; off < props.size(); ++off) FUZZ_CHECK(props[off] == 0);
@@ -171,11 +171,11 @@ void check_request(const Device& dev, std::span<const uint8_t> r, std::span<cons
     FUZZ_CHECK(all_canary(w));
     return;
   }
-  const std::span<const uint8_t> tail = w.last(kTailSize);
-  FUZZ_CHECK(tail[0] <= static_cast<uint8_t>(Status::kNoMem));
-  FUZZ_CHECK(tail[1] == 0 && tail[2] == 0 && tail[3] == 0);
+  const auto tail = vxlate::decode<wire::ReqTail>(w.last(kTailSize));
+  FUZZ_CHECK(tail.status <= static_cast<uint8_t>(Status::kNoMem));
+  FUZZ_CHECK(tail.reserved[0] == 0 && tail.reserved[1] == 0 && tail.reserved[2] == 0);
   const std::span<const uint8_t> body = w.first(w.size() - kTailSize);
-  if (r[0] == kReqProbe && tail[0] == static_cast<uint8_t>(Status::kOk)) {
+  if (type_of(r) == kReqProbe && tail.status == static_cast<uint8_t>(Status::kOk)) {
     const size_t ps = dev.config().probe_size;
     FUZZ_CHECK(body.size() >= ps);
     check_probe_props(body.first(ps));
@@ -227,17 +227,18 @@ struct Harness {
     if (status != static_cast<uint8_t>(Status::kOk) || r.empty()) return;
     uint32_t ep = 0;
     uint64_t out = 0;
-    if (r[0] == kReqMap && r.size() >= kMapSize) {
-      const uint32_t flags = le32(r, 32);
-      const uint8_t perms = static_cast<uint8_t>(flags & (kMapFlagRead | kMapFlagWrite));
-      if (perms == 0 || !endpoint_of(dev, le32(r, 4), &ep)) return;
-      const uint64_t start = le64(r, 8), end = le64(r, 16), phys = le64(r, 24);
+    if (type_of(r) == kReqMap && r.size() >= kMapSize) {
+      const auto m = vxlate::decode<wire::ReqMap>(r);
+      const uint8_t perms = static_cast<uint8_t>(m.flags.get() & (kMapFlagRead | kMapFlagWrite));
+      if (perms == 0 || !endpoint_of(dev, m.domain.get(), &ep)) return;
+      const uint64_t start = m.virt_start.get(), end = m.virt_end.get(), phys = m.phys_start.get();
       FUZZ_CHECK(translate(dev, ep, start, perms, &out) == Status::kOk && out == phys);
       FUZZ_CHECK(translate(dev, ep, end, perms, &out) == Status::kOk && out == phys + (end - start));
-    } else if (r[0] == kReqUnmap && r.size() >= kUnmapSize) {
-      if (!endpoint_of(dev, le32(r, 4), &ep)) return;
-      FUZZ_CHECK(translate(dev, ep, le64(r, 8), vxlate::pagetable::kPermRead, &out) == Status::kFault);
-      FUZZ_CHECK(translate(dev, ep, le64(r, 16), vxlate::pagetable::kPermRead, &out) == Status::kFault);
+    } else if (type_of(r) == kReqUnmap && r.size() >= kUnmapSize) {
+      const auto u = vxlate::decode<wire::ReqUnmap>(r);
+      if (!endpoint_of(dev, u.domain.get(), &ep)) return;
+      FUZZ_CHECK(translate(dev, ep, u.virt_start.get(), vxlate::pagetable::kPermRead, &out) == Status::kFault);
+      FUZZ_CHECK(translate(dev, ep, u.virt_end.get(), vxlate::pagetable::kPermRead, &out) == Status::kFault);
     }
   }
 };
@@ -273,7 +274,7 @@ void run_burst(Harness& h, Device& dev, Device& shadow, std::vector<Pending>& bu
     const uint32_t used = shadow.handle(reqs[i].readable, w);
     check_request(shadow, reqs[i].readable, w, used);
     check_counts(shadow);
-    if (used != 0) h.check_effect(shadow, reqs[i].readable, w[w.size() - kTailSize]);
+    if (used != 0) h.check_effect(shadow, reqs[i].readable, vxlate::decode<wire::ReqTail>(w.last(kTailSize)).status);
     shadow_used.push_back(used);
   }
   // Primary: as encoded.

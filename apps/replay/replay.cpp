@@ -54,10 +54,12 @@
 #include <string_view>
 #include <vector>
 
+#include "vxlate/common/le.h"
 #include "vxlate/common/range.h"
 #include "vxlate/common/rcu.h"
 #include "vxlate/common/status.h"
 #include "vxlate/engine/device.h"
+#include "vxlate/engine/wire.h"
 
 namespace {
 
@@ -162,26 +164,19 @@ int hex_digit(char c) {
   return -1;
 }
 
-// Little-endian wire encoding into a zeroed request buffer.
-void put_le32(std::vector<uint8_t>& b, size_t off, uint32_t v) {
-  for (size_t i = 0; i < 4; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put_le64(std::vector<uint8_t>& b, size_t off, uint64_t v) {
-  for (size_t i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint16_t get_le16(std::span<const uint8_t> b, size_t off) {
-  return static_cast<uint16_t>(b[off] | (b[off + 1] << 8));
-}
-uint64_t get_le64(std::span<const uint8_t> b, size_t off) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < 8; ++i) v |= uint64_t{b[off + i]} << (8 * i);
-  return v;
+// A request layout as its readable part.
+template <typename T>
+std::vector<uint8_t> encoded(const T& req) {
+  std::vector<uint8_t> b(sizeof(T));
+  vxlate::encode(std::span<uint8_t>(b), req);
+  return b;
 }
 
-std::vector<uint8_t> request(uint8_t type, size_t size) {
-  std::vector<uint8_t> b(size, 0);
-  b[0] = type;
-  return b;
+// Whether a readable part (a `raw` one may be shorter than its head) starts with
+// a head of type `type`.
+bool has_type(std::span<const uint8_t> readable, uint8_t type) {
+  constexpr size_t kTypeOffset = offsetof(eng::wire::ReqHead, type);
+  return readable.size() > kTypeOffset && readable[kTypeOffset] == type;
 }
 
 class Replay {
@@ -396,42 +391,47 @@ void Replay::attach(Fields f) {
       throw LineError{"attach: third field must be 'bypass', got '" + std::string(f[2]) + "'"};
     flags = eng::kAttachFlagBypass;
   }
-  std::vector<uint8_t> b = request(eng::kReqAttach, eng::kAttachSize);
-  put_le32(b, 4, parse_u32(f[0], "DOMAIN"));
-  put_le32(b, 8, parse_u32(f[1], "ENDPOINT"));
-  put_le32(b, 12, flags);
-  submit(b, eng::kTailSize);
+  eng::wire::ReqAttach r{};
+  r.head.type = eng::kReqAttach;
+  r.domain.set(parse_u32(f[0], "DOMAIN"));
+  r.endpoint.set(parse_u32(f[1], "ENDPOINT"));
+  r.flags.set(flags);
+  submit(encoded(r), eng::kTailSize);
 }
 
 void Replay::detach(Fields f) {
-  std::vector<uint8_t> b = request(eng::kReqDetach, eng::kDetachSize);
-  put_le32(b, 4, parse_u32(f[0], "DOMAIN"));
-  put_le32(b, 8, parse_u32(f[1], "ENDPOINT"));
-  submit(b, eng::kTailSize);
+  eng::wire::ReqDetach r{};
+  r.head.type = eng::kReqDetach;
+  r.domain.set(parse_u32(f[0], "DOMAIN"));
+  r.endpoint.set(parse_u32(f[1], "ENDPOINT"));
+  submit(encoded(r), eng::kTailSize);
 }
 
 void Replay::map(Fields f) {
-  std::vector<uint8_t> b = request(eng::kReqMap, eng::kMapSize);
-  put_le32(b, 4, parse_u32(f[0], "DOMAIN"));
-  put_le64(b, 8, parse_u64(f[1], "VIRT_START"));
-  put_le64(b, 16, parse_u64(f[2], "VIRT_END"));
-  put_le64(b, 24, parse_u64(f[3], "PHYS_START"));
-  put_le32(b, 32, parse_map_flags(f[4]));
-  submit(b, eng::kTailSize);
+  eng::wire::ReqMap r{};
+  r.head.type = eng::kReqMap;
+  r.domain.set(parse_u32(f[0], "DOMAIN"));
+  r.virt_start.set(parse_u64(f[1], "VIRT_START"));
+  r.virt_end.set(parse_u64(f[2], "VIRT_END"));
+  r.phys_start.set(parse_u64(f[3], "PHYS_START"));
+  r.flags.set(parse_map_flags(f[4]));
+  submit(encoded(r), eng::kTailSize);
 }
 
 void Replay::unmap(Fields f) {
-  std::vector<uint8_t> b = request(eng::kReqUnmap, eng::kUnmapSize);
-  put_le32(b, 4, parse_u32(f[0], "DOMAIN"));
-  put_le64(b, 8, parse_u64(f[1], "VIRT_START"));
-  put_le64(b, 16, parse_u64(f[2], "VIRT_END"));
-  submit(b, eng::kTailSize);
+  eng::wire::ReqUnmap r{};
+  r.head.type = eng::kReqUnmap;
+  r.domain.set(parse_u32(f[0], "DOMAIN"));
+  r.virt_start.set(parse_u64(f[1], "VIRT_START"));
+  r.virt_end.set(parse_u64(f[2], "VIRT_END"));
+  submit(encoded(r), eng::kTailSize);
 }
 
 void Replay::probe(Fields f) {
-  std::vector<uint8_t> b = request(eng::kReqProbe, eng::kProbeSize);
-  put_le32(b, 4, parse_u32(f[0], "ENDPOINT"));
-  submit(b, probe_writable_size());
+  eng::wire::ReqProbe r{};
+  r.head.type = eng::kReqProbe;
+  r.endpoint.set(parse_u32(f[0], "ENDPOINT"));
+  submit(encoded(r), probe_writable_size());
 }
 
 void Replay::raw(Fields f) {
@@ -446,8 +446,7 @@ void Replay::raw(Fields f) {
       b.push_back(static_cast<uint8_t>(hi << 4 | lo));
     }
   }
-  bool is_probe = !b.empty() && b[0] == eng::kReqProbe;
-  submit(b, is_probe ? probe_writable_size() : eng::kTailSize);
+  submit(b, has_type(b, eng::kReqProbe) ? probe_writable_size() : eng::kTailSize);
 }
 
 eng::Device& Replay::device() {
@@ -480,15 +479,15 @@ void Replay::submit(std::span<const uint8_t> readable, size_t writable_size) {
   if (used != writable.size())
     throw ContractError{"used length " + std::to_string(used) + ", expected 0 or " +
                         std::to_string(writable.size())};
-  std::span<const uint8_t> tail = std::span<const uint8_t>(writable).last(eng::kTailSize);
-  if (tail[1] != 0 || tail[2] != 0 || tail[3] != 0)
+  const auto tail = vxlate::decode<eng::wire::ReqTail>(std::span<const uint8_t>(writable).last(eng::kTailSize));
+  if (tail.reserved[0] != 0 || tail.reserved[1] != 0 || tail.reserved[2] != 0)
     throw ContractError{"tail.reserved is not zeroed"};
-  if (tail[0] > static_cast<uint8_t>(Status::kNoMem))
-    throw ContractError{"unknown status " + std::to_string(tail[0])};
-  Status status = static_cast<Status>(tail[0]);
+  if (tail.status > static_cast<uint8_t>(Status::kNoMem))
+    throw ContractError{"unknown status " + std::to_string(tail.status)};
+  Status status = static_cast<Status>(tail.status);
 
   std::string line = vxlate::to_string(status);
-  if (status == Status::kOk && !readable.empty() && readable[0] == eng::kReqProbe)
+  if (status == Status::kOk && has_type(readable, eng::kReqProbe))
     line += probe_properties(
         std::span<const uint8_t>(writable).first(writable.size() - eng::kTailSize));
   out_ << line << '\n';
@@ -497,28 +496,30 @@ void Replay::submit(std::span<const uint8_t> readable, size_t writable_size) {
 // Decodes an OK PROBE's property list: " resv_mem <subtype> <start> <end>" per
 // RESV_MEM property, " prop <type> <length>" for any other type.
 std::string Replay::probe_properties(std::span<const uint8_t> props) {
+  constexpr size_t kHeadSize = sizeof(eng::wire::ProbeProp);
   std::string s;
   size_t off = 0;
-  while (off + 4 <= props.size()) {
-    uint16_t type = get_le16(props, off) & 0xfff;  // bits 0-11; 12-15 reserved
-    uint16_t len = get_le16(props, off + 2);
+  while (off + kHeadSize <= props.size()) {
+    const auto head = vxlate::decode<eng::wire::ProbeProp>(props.subspan(off));
+    uint16_t type = head.type.get() & 0xfff;  // bits 0-11; 12-15 reserved
+    uint16_t len = head.length.get();
     if (type == eng::kProbeTypeNone) break;
-    if (off + 4 + len > props.size())
+    if (off + kHeadSize + len > props.size())
       throw ContractError{"property at offset " + std::to_string(off) + " runs past probe_size"};
-    std::span<const uint8_t> value = props.subspan(off + 4, len);
     if (type == eng::kProbeTypeResvMem) {
-      if (len + size_t{4} != eng::kResvMemPropSize)
+      if (len + kHeadSize != eng::kResvMemPropSize)
         throw ContractError{"RESV_MEM property of length " + std::to_string(len)};
-      if (value[0] != eng::kResvMemMsi && value[0] != eng::kResvMemReserved)
-        throw ContractError{"RESV_MEM subtype " + std::to_string(value[0])};
-      if (value[1] != 0 || value[2] != 0 || value[3] != 0)
+      const auto resv = vxlate::decode<eng::wire::ProbeResvMem>(props.subspan(off));
+      if (resv.subtype != eng::kResvMemMsi && resv.subtype != eng::kResvMemReserved)
+        throw ContractError{"RESV_MEM subtype " + std::to_string(resv.subtype)};
+      if (resv.reserved[0] != 0 || resv.reserved[1] != 0 || resv.reserved[2] != 0)
         throw ContractError{"RESV_MEM reserved is not zeroed"};
-      s += value[0] == eng::kResvMemMsi ? " resv_mem msi " : " resv_mem reserved ";
-      s += hex(get_le64(value, 4)) + " " + hex(get_le64(value, 12));
+      s += resv.subtype == eng::kResvMemMsi ? " resv_mem msi " : " resv_mem reserved ";
+      s += hex(resv.start.get()) + " " + hex(resv.end.get());
     } else {
       s += " prop " + std::to_string(type) + " " + std::to_string(len);
     }
-    off += 4 + len;
+    off += kHeadSize + len;
   }
   // virtio-iommu: the list ends with type 0 (or at probe_size); unused bytes are zeroed.
   for (; off < props.size(); ++off)

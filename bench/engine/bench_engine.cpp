@@ -43,9 +43,11 @@
 #include <vector>
 
 #include "vxlate/common/ids.h"
+#include "vxlate/common/le.h"
 #include "vxlate/common/rcu.h"
 #include "vxlate/common/status.h"
 #include "vxlate/engine/device.h"
+#include "vxlate/engine/wire.h"
 #include "vxlate/iotlb/iotlb.h"
 #include "vxlate/pagetable/io_pgtable.h"
 
@@ -57,7 +59,6 @@ using vxlate::Status;
 using vxlate::engine::Config;
 using vxlate::engine::Device;
 using vxlate::engine::Request;
-using vxlate::engine::kAttachSize;
 using vxlate::engine::kMapSize;
 using vxlate::engine::kTailSize;
 using vxlate::engine::kUnmapSize;
@@ -74,11 +75,27 @@ constexpr uint64_t kWindowPages = uint64_t{1} << 16;
 constexpr uint64_t kPhysOffset = (uint64_t{1} << 40) + kLeaf4K;
 constexpr uint32_t kFlagsRW = vxlate::engine::kMapFlagRead | vxlate::engine::kMapFlagWrite;
 
-void put32(uint8_t* b, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+namespace wire = vxlate::engine::wire;
+
+// Whether a request came back with its full tail and status OK.
+bool completed_ok(uint32_t used, std::span<const uint8_t, kTailSize> tail) {
+  return used == kTailSize && vxlate::decode<wire::ReqTail>(tail).status == static_cast<uint8_t>(Status::kOk);
 }
-void put64(uint8_t* b, uint64_t v) {
-  for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+
+// A request layout as its readable part.
+template <typename T>
+std::vector<uint8_t> encoded(const T& req) {
+  std::vector<uint8_t> b(sizeof(T));
+  vxlate::encode(std::span<uint8_t>(b), req);
+  return b;
+}
+
+wire::ReqAttach attach_req() {
+  wire::ReqAttach a{};
+  a.head.type = vxlate::engine::kReqAttach;
+  a.domain.set(kDomain);
+  a.endpoint.set(kEndpoint);
+  return a;
 }
 
 // A data-plane reader of `rcu` on its own thread, online from construction to
@@ -113,18 +130,19 @@ class BackgroundReader {
   std::thread thread_;
 };
 
-// One burst's wire buffers, allocated once; encode() rewrites them in place.
+// One burst's wire buffers, allocated once; encode_map()/encode_unmap() rewrite
+// them in place.
 struct RequestBuffers {
   explicit RequestBuffers(size_t n, size_t readable_size)
       : readable(n * readable_size, 0), tails(n), reqs(n), size(readable_size) {
     for (size_t i = 0; i < n; ++i)
       reqs[i] = Request{std::span<const uint8_t>(&readable[i * size], size), std::span<uint8_t>(tails[i]), 0};
   }
-  uint8_t* at(size_t i) { return &readable[i * size]; }
+  std::span<uint8_t> at(size_t i) { return std::span<uint8_t>(readable).subspan(i * size, size); }
   // True when every request came back with its full tail and status OK.
   bool all_ok() const {
     for (size_t i = 0; i < reqs.size(); ++i)
-      if (reqs[i].used != kTailSize || tails[i][0] != static_cast<uint8_t>(Status::kOk)) return false;
+      if (!completed_ok(reqs[i].used, tails[i])) return false;
     return true;
   }
 
@@ -134,20 +152,26 @@ struct RequestBuffers {
   size_t size;
 };
 
-void encode_map(uint8_t* b, uint64_t iova) {
-  b[0] = vxlate::engine::kReqMap;
-  put32(b + 4, kDomain);
-  put64(b + 8, iova);
-  put64(b + 16, iova + kLeaf4K - 1);
-  put64(b + 24, iova + kPhysOffset);
-  put32(b + 32, kFlagsRW);
+wire::ReqMap map_req(uint64_t iova, uint64_t size, uint64_t phys) {
+  wire::ReqMap m{};
+  m.head.type = vxlate::engine::kReqMap;
+  m.domain.set(kDomain);
+  m.virt_start.set(iova);
+  m.virt_end.set(iova + size - 1);
+  m.phys_start.set(phys);
+  m.flags.set(kFlagsRW);
+  return m;
 }
 
-void encode_unmap(uint8_t* b, uint64_t iova) {
-  b[0] = vxlate::engine::kReqUnmap;
-  put32(b + 4, kDomain);
-  put64(b + 8, iova);
-  put64(b + 16, iova + kLeaf4K - 1);
+void encode_map(std::span<uint8_t> b, uint64_t iova) { vxlate::encode(b, map_req(iova, kLeaf4K, iova + kPhysOffset)); }
+
+void encode_unmap(std::span<uint8_t> b, uint64_t iova) {
+  wire::ReqUnmap u{};
+  u.head.type = vxlate::engine::kReqUnmap;
+  u.domain.set(kDomain);
+  u.virt_start.set(iova);
+  u.virt_end.set(iova + kLeaf4K - 1);
+  vxlate::encode(b, u);
 }
 
 void report(benchmark::State& state, size_t batch, Clock::duration timed) {
@@ -161,12 +185,8 @@ void BM_MapUnmapRequests(benchmark::State& state) {
   Rcu rcu(2);
   Device dev(Config{}, rcu);
   {
-    std::vector<uint8_t> attach(kAttachSize, 0);
-    attach[0] = vxlate::engine::kReqAttach;
-    put32(&attach[4], kDomain);
-    put32(&attach[8], kEndpoint);
     std::array<uint8_t, kTailSize> tail{};
-    if (dev.handle(attach, tail) != kTailSize || tail[0] != 0) {
+    if (!completed_ok(dev.handle(encoded(attach_req()), tail), tail)) {
       state.SkipWithError("ATTACH failed");
       return;
     }
@@ -235,19 +255,10 @@ void BM_Translate(benchmark::State& state, bool hit) {
   const uint64_t pages = hit ? 512 : 16384;
   Rcu rcu(1);
   Device dev(Config{}, rcu, hit ? 4096 : 64);
-  std::vector<uint8_t> attach(kAttachSize, 0), map(kMapSize, 0);
-  attach[0] = vxlate::engine::kReqAttach;
-  put32(&attach[4], kDomain);
-  put32(&attach[8], kEndpoint);
-  map[0] = vxlate::engine::kReqMap;
-  put32(&map[4], kDomain);
-  put64(&map[8], kIovaBase);
-  put64(&map[16], kIovaBase + pages * kLeaf4K - 1);
-  put64(&map[24], kPhysOffset);
-  put32(&map[32], kFlagsRW);
   std::array<uint8_t, kTailSize> tail{};
   const vxlate::engine::MemRegion mem[] = {{kPhysOffset, pages * kLeaf4K, uint64_t{1} << 45}};
-  if (dev.handle(attach, tail) != kTailSize || tail[0] != 0 || dev.handle(map, tail) != kTailSize || tail[0] != 0 ||
+  if (!completed_ok(dev.handle(encoded(attach_req()), tail), tail) ||
+      !completed_ok(dev.handle(encoded(map_req(kIovaBase, pages * kLeaf4K, kPhysOffset)), tail), tail) ||
       dev.set_mem_table(mem) != Status::kOk) {
     state.SkipWithError("setup failed");
     return;

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/virtio_iommu.h"
 #include "vxlate/common/le.h"
 #include "vxlate/engine/wire.h"
 #include "vxlate/load/guest.h"
@@ -33,11 +34,8 @@ using load::IommuDriver;
 constexpr uint32_t kRW = engine::kMapFlagRead | engine::kMapFlagWrite;
 constexpr uint64_t kGpaBase = 0x40000000;
 
-// A wire layout out of guest memory at p.
-template <typename T>
-T read_wire(const uint8_t* p) {
-  return decode<T>(std::span<const uint8_t>(p, sizeof(T)));
-}
+// `len` bytes of guest memory at host address p.
+std::span<const uint8_t> bytes_at(const uint8_t* p, size_t len) { return {p, len}; }
 
 class IommuQueuesTest : public ::testing::Test {
  protected:
@@ -197,10 +195,7 @@ class RawRequestq : public IommuQueuesTest {
     return m;
   }
   void put_attach(uint64_t off, uint32_t domain, uint32_t ep) {
-    engine::wire::ReqAttach r{};
-    r.head.type = engine::kReqAttach;
-    r.domain.set(domain);
-    r.endpoint.set(ep);
+    const engine::wire::ReqAttach r = test::attach_req(domain, ep);
     encode(std::span<uint8_t>(hva(off), sizeof r), r);
   }
 
@@ -248,16 +243,20 @@ TEST_F(RawRequestq, BadChainsCompletedEmptyGoodOnesServed) {
   // Refused chains: nothing written.
   EXPECT_EQ(hva(0x1000)[0], 0xee);
   EXPECT_EQ(hva(0x1100)[max_w - engine::kTailSize], 0xee);
-  // The split tail: status OK in the first byte, reserved bytes zeroed.
-  EXPECT_EQ(hva(0x1800)[0], 0);
-  EXPECT_EQ(hva(0x1800)[1], 0);
-  EXPECT_EQ(hva(0x1810)[0], 0);
-  EXPECT_EQ(hva(0x1810)[1], 0);
+  // The split tail, gathered from its two descriptors: status OK, reserved
+  // bytes zeroed, nothing written past the second descriptor.
+  std::vector<uint8_t> split(hva(0x1800), hva(0x1800) + 2);
+  split.insert(split.end(), hva(0x1810), hva(0x1810) + 2);
+  const engine::wire::ReqTail split_tail = test::tail_of(split);
+  EXPECT_EQ(split_tail.status, 0);
+  EXPECT_EQ(split_tail.reserved[0], 0);
+  EXPECT_EQ(split_tail.reserved[1], 0);
+  EXPECT_EQ(split_tail.reserved[2], 0);
   EXPECT_EQ(hva(0x1810)[2], 0xee);
   // The large writable part: the tail ends it.
-  const auto tail = read_wire<engine::wire::ReqTail>(hva(0x1900 + max_w - engine::kTailSize));
+  const engine::wire::ReqTail tail = test::tail_of(bytes_at(hva(0x1900), max_w));
   EXPECT_EQ(tail.status, 0);
-  EXPECT_EQ(tail.reserved[0] | tail.reserved[1] | tail.reserved[2], 0);
+  EXPECT_TRUE(test::reserved_zero(tail));
   EXPECT_EQ(hva(0x1900 + max_w)[0], 0xee);
   DomainId d{0};
   ASSERT_TRUE(dev.endpoint_domain(EndpointId{2}, &d));
@@ -283,16 +282,16 @@ TEST_F(RawRequestq, BadChainsCompletedEmptyGoodOnesServed) {
 TEST_F(RawRequestq, RepliesCarryNoEarlierRequestBytes) {
   const uint32_t probe_w = dev.config().probe_size + engine::kTailSize;
   put_attach(0x000, 1, 1);
-  engine::wire::ReqProbe probe{};
-  probe.head.type = engine::kReqProbe;
-  probe.endpoint.set(1);
+  const engine::wire::ReqProbe probe = test::probe_req(1);
   encode(std::span<uint8_t>(hva(0x100), sizeof probe), probe);
   desc(0, 0x100, engine::kProbeSize, kDescFlagNext, 1);
   desc(1, 0x1000, probe_w, kDescFlagWrite);
   post({0});
   EXPECT_EQ(iq2->poll(), 1u);
   ASSERT_EQ(used().at(0), probe_w);
-  EXPECT_EQ(hva(0x1000)[0], engine::kProbeTypeResvMem);  // the MSI window property
+  const auto props = test::probe_props(bytes_at(hva(0x1000), probe_w - engine::kTailSize));
+  ASSERT_FALSE(props.empty());
+  EXPECT_EQ(props[0].type, engine::kProbeTypeResvMem);  // the MSI window property
   std::memset(hva(0x2000), 0xee, 64);
   desc(2, 0x000, engine::kAttachSize, kDescFlagNext, 3);
   desc(3, 0x2000, 64, kDescFlagWrite);
@@ -337,7 +336,7 @@ TEST_F(IommuQueuesTest, FaultEventsWaitForBuffers) {
   ASSERT_TRUE(evq.get_used(&token, &len));
   EXPECT_EQ(token, 101u);
   EXPECT_EQ(len, kFaultEventSize);
-  auto f = read_wire<engine::wire::Fault>(mem.hva(ev + 32));
+  auto f = test::read_wire<engine::wire::Fault>(bytes_at(mem.hva(ev + 32), kFaultEventSize));
   EXPECT_EQ(f.reason, engine::kFaultReasonMapping);
   EXPECT_EQ(f.reserved[0] | f.reserved[1] | f.reserved[2], 0);
   EXPECT_EQ(f.flags.get(), engine::kFaultFlagRead | engine::kFaultFlagAddress);
@@ -353,7 +352,7 @@ TEST_F(IommuQueuesTest, FaultEventsWaitForBuffers) {
   ASSERT_TRUE(evq.get_used(&token, &len));
   EXPECT_EQ(token, 102u);
   EXPECT_EQ(len, kFaultEventSize);
-  f = read_wire<engine::wire::Fault>(mem.hva(ev + 64));
+  f = test::read_wire<engine::wire::Fault>(bytes_at(mem.hva(ev + 64), kFaultEventSize));
   EXPECT_EQ(f.reason, engine::kFaultReasonDomain);
   EXPECT_EQ(f.flags.get(), engine::kFaultFlagWrite | engine::kFaultFlagAddress);
   EXPECT_EQ(f.endpoint.get(), 5u);

@@ -3,54 +3,32 @@
 // domain that is still alive.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <cstdint>
 #include <vector>
 
+#include "support/virtio_iommu.h"
 #include "vxlate/engine/device.h"
 
 namespace vxlate::engine {
 namespace {
 
-std::vector<uint8_t> attach_req(uint32_t domain, uint32_t ep) {
-  wire::ReqAttach a{};
-  a.head.type = kReqAttach;
-  a.domain.set(domain);
-  a.endpoint.set(ep);
-  std::vector<uint8_t> b(sizeof a);
-  encode(std::span<uint8_t>(b), a);
-  return b;
-}
-std::vector<uint8_t> detach_req(uint32_t domain, uint32_t ep) {
-  wire::ReqDetach d{};
-  d.head.type = kReqDetach;
-  d.domain.set(domain);
-  d.endpoint.set(ep);
-  std::vector<uint8_t> b(sizeof d);
-  encode(std::span<uint8_t>(b), d);
-  return b;
-}
-std::vector<uint8_t> map_req(uint32_t domain, uint64_t iova, uint64_t size, uint64_t phys) {
-  wire::ReqMap m{};
-  m.head.type = kReqMap;
-  m.domain.set(domain);
-  m.virt_start.set(iova);
-  m.virt_end.set(iova + size - 1);
-  m.phys_start.set(phys);
-  m.flags.set(kMapFlagRead | kMapFlagWrite);
-  std::vector<uint8_t> b(sizeof m);
-  encode(std::span<uint8_t>(b), m);
-  return b;
+using test::attach_req;
+using test::detach_req;
+
+// A read-write MAP of `size` bytes at `iova`.
+wire::ReqMap map_rw(uint32_t domain, uint64_t iova, uint64_t size, uint64_t phys) {
+  return test::map_req(domain, iova, iova + size - 1, phys, kMapFlagRead | kMapFlagWrite);
 }
 
 // Sends one request as the data-plane lcore `self` would (between bursts) and
 // returns its status.
-uint8_t send(Device& dev, const std::vector<uint8_t>& r, uint32_t self = Rcu::kNoReader) {
-  std::array<uint8_t, kTailSize> tail{};
-  Request req{r, tail, 0};
+template <typename Req>
+uint8_t send(Device& dev, const Req& r, uint32_t self = Rcu::kNoReader) {
+  test::PostedRequest posted = test::make_request(r);
+  Request req = posted.request();
   EXPECT_EQ(dev.handle_burst(std::span(&req, 1), self), 1u);
   EXPECT_EQ(req.used, kTailSize);
-  return tail[0];
+  return posted.status();
 }
 
 uint64_t gpa_of(Device& dev, uint32_t reader, uint32_t ep, uint64_t iova) {
@@ -67,12 +45,12 @@ TEST(DeviceLifetime, NewDomainNeverSharesATagWithALiveOne) {
   dev.iotlb().online(id);
   constexpr uint64_t kIova = 0x100000;
   ASSERT_EQ(send(dev, attach_req(1, 0), id), 0);
-  ASSERT_EQ(send(dev, map_req(1, kIova, 0x1000, 0xa000), id), 0);
+  ASSERT_EQ(send(dev, map_rw(1, kIova, 0x1000, 0xa000), id), 0);
   EXPECT_EQ(gpa_of(dev, id, 0, kIova), 0xa000u);
   // The tag counter wraps: the next domain must skip the tag domain 1 holds.
   dev.set_next_tag_for_test(UINT32_MAX);
   ASSERT_EQ(send(dev, attach_req(2, 1), id), 0);
-  ASSERT_EQ(send(dev, map_req(2, kIova, 0x1000, 0xb000), id), 0);
+  ASSERT_EQ(send(dev, map_rw(2, kIova, 0x1000, 0xb000), id), 0);
   EXPECT_EQ(gpa_of(dev, id, 0, kIova), 0xa000u);  // cached again under domain 1's tag
   EXPECT_EQ(gpa_of(dev, id, 1, kIova), 0xb000u);  // never domain 1's entry
   EXPECT_EQ(gpa_of(dev, id, 0, kIova), 0xa000u);

@@ -3,13 +3,13 @@
 // table, with translations probed against the model after every burst.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <cstdint>
 #include <map>
 #include <random>
 #include <set>
 #include <vector>
 
+#include "support/virtio_iommu.h"
 #include "vxlate/engine/device.h"
 
 namespace vxlate::engine {
@@ -109,10 +109,6 @@ struct Model {
   }
 };
 
-void put(std::vector<uint8_t>& b, size_t off, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
 TEST(DeviceModel, RandomRequestsMatchTheModel) {
   Config cfg;
   cfg.domain_start = 0;
@@ -126,8 +122,7 @@ TEST(DeviceModel, RandomRequestsMatchTheModel) {
   int ok = 0, probes = 0;
   for (int burst = 0; burst < 1500; ++burst) {
     const size_t n = 1 + rng() % 12;
-    std::vector<std::vector<uint8_t>> reqs(n);
-    std::vector<std::array<uint8_t, kTailSize>> tails(n);
+    std::vector<test::PostedRequest> reqs(n);
     std::vector<int> want(n);
     std::vector<Request> rs(n);
     for (size_t i = 0; i < n; ++i) {
@@ -136,24 +131,17 @@ TEST(DeviceModel, RandomRequestsMatchTheModel) {
       const uint32_t ep = static_cast<uint32_t>(rng() % 7);
       const uint64_t s = (rng() % 64) * kPage + (rng() % 50 == 0 ? 1 : 0);
       const uint64_t e = s + (rng() % 6) * kPage + kPage - 1 - (rng() % 50 == 0 ? 2 * kPage : 0);
-      std::vector<uint8_t>& b = reqs[i];
+      test::PostedRequest& r = reqs[i];
       switch (rng() % 10) {
         case 0:
         case 1: {
           const uint32_t flags = rng() % 10 == 0 ? kAttachFlagBypass : (rng() % 40 == 0 ? 4 : 0);
-          b.assign(kAttachSize, 0);
-          b[0] = kReqAttach;
-          put(b, 4, d, 4);
-          put(b, 8, ep, 4);
-          put(b, 12, flags, 4);
+          r = test::make_request(test::attach_req(d, ep, flags));
           want[i] = model.attach(d, ep, flags);
           break;
         }
         case 2:
-          b.assign(kDetachSize, 0);
-          b[0] = kReqDetach;
-          put(b, 4, d, 4);
-          put(b, 8, ep, 4);
+          r = test::make_request(test::detach_req(d, ep));
           want[i] = model.detach(d, ep);
           break;
         case 3:
@@ -161,31 +149,21 @@ TEST(DeviceModel, RandomRequestsMatchTheModel) {
         case 5: {
           const uint64_t phys = 0x100000000 + (rng() % 256) * kPage;
           const uint32_t flags = static_cast<uint32_t>(rng() % 4) | (rng() % 40 == 0 ? 8u : 0u);
-          b.assign(kMapSize, 0);
-          b[0] = kReqMap;
-          put(b, 4, d, 4);
-          put(b, 8, s, 8);
-          put(b, 16, e, 8);
-          put(b, 24, phys, 8);
-          put(b, 32, flags, 4);
+          r = test::make_request(test::map_req(d, s, e, phys, flags));
           want[i] = model.map(d, s, e, phys, flags);
           break;
         }
         default:
-          b.assign(kUnmapSize, 0);
-          b[0] = kReqUnmap;
-          put(b, 4, d, 4);
-          put(b, 8, s, 8);
-          put(b, 16, e, 8);
+          r = test::make_request(test::unmap_req(d, s, e));
           want[i] = model.unmap(d, s, e);
           break;
       }
-      rs[i] = Request{reqs[i], tails[i], 0};
+      rs[i] = r.request();
     }
     ASSERT_EQ(dev.handle_burst(rs), n);
     for (size_t i = 0; i < n; ++i) {
       ASSERT_EQ(rs[i].used, kTailSize);
-      ASSERT_EQ(tails[i][0], want[i]) << "burst " << burst << " request " << i << " type " << int(reqs[i][0]);
+      ASSERT_EQ(reqs[i].status(), want[i]) << "burst " << burst << " request " << i << " type " << int(reqs[i].type());
       ok += want[i] == kOk;
     }
     // Probe translations against the model.

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/virtio_iommu.h"
 #include "vxlate/engine/device.h"
 
 namespace vxlate::engine {
@@ -35,15 +36,6 @@ constexpr uint64_t kHvaOffset = uint64_t{1} << 46;
 constexpr uint64_t slot_iova(uint32_t slot) { return 0x10000 + slot * kPage; }
 constexpr uint64_t gen_gpa(uint64_t gen, uint32_t ep, uint32_t slot) {
   return gen << 24 | uint64_t{ep} << 20 | uint64_t{slot} << 12;
-}
-
-std::vector<uint8_t> req(uint8_t type, size_t size) {
-  std::vector<uint8_t> b(size, 0);
-  b[0] = type;
-  return b;
-}
-void put(std::vector<uint8_t>& b, size_t off, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
 struct alignas(64) SlotState {
@@ -107,25 +99,17 @@ TEST(DeviceStress, CompletedUnmapAndDetachAreFinal) {
 
   std::mt19937_64 rng(3);
   uint64_t next_gen = 1;
-  std::array<uint8_t, kTailSize> tail{};
-  auto send = [&](const std::vector<uint8_t>& r) {
-    ASSERT_EQ(dev.handle(r, tail), kTailSize);
-    ASSERT_EQ(tail[0], 0) << "request type " << int(r[0]);
+  auto send = [&](const auto& req) {
+    test::PostedRequest r = test::make_request(req);
+    ASSERT_EQ(dev.handle(r.readable, r.writable), kTailSize);
+    ASSERT_EQ(r.status(), 0) << "request type " << int(req.head.type);
   };
   auto map_slot = [&](uint32_t ep, uint32_t slot) {
-    auto m = req(kReqMap, kMapSize);
-    put(m, 4, ep + 1, 4);
-    put(m, 8, slot_iova(slot), 8);
-    put(m, 16, slot_iova(slot) + kPage - 1, 8);
-    put(m, 24, gen_gpa(next_gen++, ep, slot), 8);
-    put(m, 32, kMapFlagRead | kMapFlagWrite, 4);
-    send(m);
+    send(test::map_req(ep + 1, slot_iova(slot), slot_iova(slot) + kPage - 1, gen_gpa(next_gen++, ep, slot),
+                       kMapFlagRead | kMapFlagWrite));
   };
   auto attach_all = [&](uint32_t ep) {
-    auto a = req(kReqAttach, kAttachSize);
-    put(a, 4, ep + 1, 4);
-    put(a, 8, ep, 4);
-    send(a);
+    send(test::attach_req(ep + 1, ep));
     for (uint32_t s = 0; s < kSlots; ++s) map_slot(ep, s);
   };
   for (uint32_t ep = 0; ep < kEndpoints; ++ep) attach_all(ep);
@@ -137,19 +121,12 @@ TEST(DeviceStress, CompletedUnmapAndDetachAreFinal) {
     const uint32_t ep = static_cast<uint32_t>(rng() % kEndpoints);
     if (rng() % 16 == 0) {
       // DETACH: the domain and every mapping in it cease to exist.
-      auto d = req(kReqDetach, kDetachSize);
-      put(d, 4, ep + 1, 4);
-      put(d, 8, ep, 4);
-      send(d);
+      send(test::detach_req(ep + 1, ep));
       for (uint32_t s = 0; s < kSlots; ++s) state[ep][s].dead_below.store(next_gen, std::memory_order_release);
       attach_all(ep);
     } else {
       const uint32_t slot = static_cast<uint32_t>(rng() % kSlots);
-      auto u = req(kReqUnmap, kUnmapSize);
-      put(u, 4, ep + 1, 4);
-      put(u, 8, slot_iova(slot), 8);
-      put(u, 16, slot_iova(slot) + kPage - 1, 8);
-      send(u);
+      send(test::unmap_req(ep + 1, slot_iova(slot), slot_iova(slot) + kPage - 1));
       state[ep][slot].dead_below.store(next_gen, std::memory_order_release);
       map_slot(ep, slot);
     }

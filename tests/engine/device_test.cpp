@@ -8,71 +8,47 @@
 #include <array>
 #include <cstdint>
 #include <random>
+#include <span>
 #include <vector>
+
+#include "support/virtio_iommu.h"
 
 namespace vxlate::engine {
 namespace {
 
-void put32(std::vector<uint8_t>& b, size_t off, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void put64(std::vector<uint8_t>& b, size_t off, uint64_t v) {
-  for (int i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-std::vector<uint8_t> attach_req(uint32_t domain, uint32_t ep, uint32_t flags = 0) {
-  std::vector<uint8_t> b(kAttachSize, 0);
-  b[0] = kReqAttach;
-  put32(b, 4, domain);
-  put32(b, 8, ep);
-  put32(b, 12, flags);
-  return b;
-}
-std::vector<uint8_t> detach_req(uint32_t domain, uint32_t ep) {
-  std::vector<uint8_t> b(kDetachSize, 0);
-  b[0] = kReqDetach;
-  put32(b, 4, domain);
-  put32(b, 8, ep);
-  return b;
-}
-std::vector<uint8_t> map_req(uint32_t domain, uint64_t start, uint64_t end, uint64_t phys, uint32_t flags) {
-  std::vector<uint8_t> b(kMapSize, 0);
-  b[0] = kReqMap;
-  put32(b, 4, domain);
-  put64(b, 8, start);
-  put64(b, 16, end);
-  put64(b, 24, phys);
-  put32(b, 32, flags);
-  return b;
-}
-std::vector<uint8_t> unmap_req(uint32_t domain, uint64_t start, uint64_t end) {
-  std::vector<uint8_t> b(kUnmapSize, 0);
-  b[0] = kReqUnmap;
-  put32(b, 4, domain);
-  put64(b, 8, start);
-  put64(b, 16, end);
-  return b;
-}
+using test::attach_req;
+using test::detach_req;
+using test::encoded;
+using test::map_req;
+using test::probe_req;
+using test::unmap_req;
 
 constexpr uint32_t kRW = kMapFlagRead | kMapFlagWrite;
 constexpr uint64_t kPage = 4096;
 
 class DeviceTest : public ::testing::Test {
  protected:
-  // Sends one request; returns its status, or -1 when the used length was 0.
-  int send(const std::vector<uint8_t>& readable, size_t writable_size = kTailSize) {
-    std::vector<uint8_t> w(writable_size, 0xff);
+  // Sends one request (its readable part as bytes); returns its status, or -1
+  // when the used length was 0.
+  int send_bytes(std::span<const uint8_t> readable, size_t writable_size = kTailSize) {
+    std::vector<uint8_t> w(writable_size, test::kUnwritten);
     const uint32_t used = dev_->handle(readable, w);
     if (used == 0) {
-      for (uint8_t b : w) EXPECT_EQ(b, 0xff) << "nothing may be written when used is 0";
+      for (uint8_t b : w) EXPECT_EQ(b, test::kUnwritten) << "nothing may be written when used is 0";
       return -1;
     }
     EXPECT_EQ(used, writable_size);
-    EXPECT_EQ(w[writable_size - 3], 0);  // tail.reserved zeroed
-    EXPECT_EQ(w[writable_size - 2], 0);
-    EXPECT_EQ(w[writable_size - 1], 0);
+    const wire::ReqTail tail = test::tail_of(w);
+    EXPECT_EQ(tail.reserved[0], 0);  // tail.reserved zeroed
+    EXPECT_EQ(tail.reserved[1], 0);
+    EXPECT_EQ(tail.reserved[2], 0);
     last_ = w;
-    return w[writable_size - kTailSize];
+    return tail.status;
+  }
+  // Sends one request given as its wire layout.
+  template <typename Req>
+  int send(const Req& req, size_t writable_size = kTailSize) {
+    return send_bytes(encoded(req), writable_size);
   }
   // map/unmap in 4 KiB units, inclusive page numbers as in the spec's examples.
   int map_pages(uint32_t d, uint64_t first, uint64_t last) {
@@ -95,20 +71,21 @@ class DeviceTest : public ::testing::Test {
 };
 
 TEST_F(DeviceTest, ShortOrUnknownRequestsWriteNothing) {
-  auto a = attach_req(1, 0);
+  auto a = encoded(attach_req(1, 0));
   a.pop_back();
-  EXPECT_EQ(send(a), -1);                               // readable too short
-  EXPECT_EQ(send(attach_req(1, 0), 3), -1);             // no room for the tail
-  EXPECT_EQ(send(std::vector<uint8_t>(64, 0)), -1);     // type 0
-  std::vector<uint8_t> unknown(64, 0);
-  unknown[0] = 6;
-  EXPECT_EQ(send(unknown), -1);
-  EXPECT_EQ(send({}), -1);
+  EXPECT_EQ(send_bytes(a), -1);                               // readable too short
+  EXPECT_EQ(send(attach_req(1, 0), 3), -1);                   // no room for the tail
+  EXPECT_EQ(send_bytes(std::vector<uint8_t>(64, 0)), -1);     // type 0
+  auto unknown = encoded(wire::ReqHead{6, {}});
+  unknown.resize(64, 0);
+  EXPECT_EQ(send_bytes(unknown), -1);
+  EXPECT_EQ(send_bytes({}), -1);
   // Longer readable parts are fine; head.reserved is ignored.
-  auto longer = attach_req(1, 0);
-  longer[1] = 0xaa;
+  auto head_reserved = attach_req(1, 0);
+  head_reserved.head.reserved[0] = 0xaa;
+  auto longer = encoded(head_reserved);
   longer.resize(64, 0x55);
-  EXPECT_EQ(send(longer), kOk);
+  EXPECT_EQ(send_bytes(longer), kOk);
 }
 
 // The spec's seven UNMAP examples, each from an empty domain.
@@ -149,7 +126,7 @@ TEST_F(DeviceTest, SpecUnmapExamples) {
 
 TEST_F(DeviceTest, AttachRules) {
   auto bad = attach_req(1, 0);
-  bad[17] = 1;
+  bad.reserved[1] = 1;
   EXPECT_EQ(send(bad), kInval);                          // reserved != 0
   EXPECT_EQ(send(attach_req(1, 0, 2)), kInval);          // unknown flag
   EXPECT_EQ(send(attach_req(1, 0x10000)), kNoEnt);       // endpoint does not exist
@@ -189,26 +166,24 @@ TEST_F(DeviceTest, RangesAndCheckOrder) {
   EXPECT_EQ(send(map_req(2, 0, kPage, 0, kRW)), kRange);                 // end+1 misaligned
   EXPECT_EQ(send(map_req(2, 0xfee00000, 0xfee00fff, 0, kRW)), kInval);   // MSI RESV_MEM
   auto u = unmap_req(2, 0, kPage - 1);
-  u[25] = 1;
+  u.reserved[1] = 1;
   EXPECT_EQ(send(u), kInval);                                            // UNMAP reserved
 }
 
 TEST_F(DeviceTest, ProbeReportsResvMem) {
   constexpr size_t kW = 512 + kTailSize;
-  std::vector<uint8_t> p(kProbeSize, 0);
-  p[0] = kReqProbe;
-  put32(p, 4, 3);
+  auto p = probe_req(3);
   ASSERT_EQ(send(p, kW), kOk);
   const std::array<uint8_t, 24> want = {1, 0, 20, 0, 1, 0, 0, 0, 0, 0, 0xe0, 0xfe, 0, 0, 0, 0,
                                         0xff, 0xff, 0xef, 0xfe, 0, 0, 0, 0};
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(last_[i], want[i]) << i;
   for (size_t i = want.size(); i < 512; ++i) ASSERT_EQ(last_[i], 0) << i;  // zero fill
   EXPECT_EQ(send(p, kW - 1), kInval);                    // writable shorter than probe_size + 4
-  put32(p, 4, 0x10000);
+  p.endpoint.set(0x10000);
   EXPECT_EQ(send(p, kW), kNoEnt);
   cfg_.probe_size = 16;                                  // the property does not fit
   dev_ = std::make_unique<Device>(cfg_, rcu_);
-  put32(p, 4, 3);
+  p.endpoint.set(3);
   EXPECT_EQ(send(p, 16 + kTailSize), kInval);
 }
 
@@ -252,11 +227,11 @@ TEST(DeviceBurst, SameResultsAsOneAtATime) {
     const uint64_t a = (rng() % 64) * kPage;
     const uint64_t b = a + (1 + rng() % 8) * kPage - 1;
     switch (rng() % 6) {
-      case 0: reqs.push_back(attach_req(d, ep, rng() % 8 == 0 ? kAttachFlagBypass : 0)); break;
-      case 1: reqs.push_back(detach_req(d, ep)); break;
+      case 0: reqs.push_back(encoded(attach_req(d, ep, rng() % 8 == 0 ? kAttachFlagBypass : 0))); break;
+      case 1: reqs.push_back(encoded(detach_req(d, ep))); break;
       case 2:
-      case 3: reqs.push_back(map_req(d, a, b, (rng() % 64) * kPage, static_cast<uint32_t>(rng() % 4))); break;
-      default: reqs.push_back(unmap_req(d, a, b)); break;
+      case 3: reqs.push_back(encoded(map_req(d, a, b, (rng() % 64) * kPage, static_cast<uint32_t>(rng() % 4)))); break;
+      default: reqs.push_back(encoded(unmap_req(d, a, b))); break;
     }
   }
   Config cfg;
@@ -276,7 +251,7 @@ TEST(DeviceBurst, SameResultsAsOneAtATime) {
   int ok = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
     ASSERT_EQ(out_one[i], out_burst[i]) << "request " << i;
-    ok += out_one[i][0] == 0;
+    ok += test::tail_of(out_one[i]).status == 0;
   }
   EXPECT_GT(ok, 500);  // the sequence did real work, not only errors
   EXPECT_EQ(one.mapping_count(), burst.mapping_count());

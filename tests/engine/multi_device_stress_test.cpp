@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/virtio_iommu.h"
 #include "vxlate/engine/device.h"
 
 namespace vxlate::engine {
@@ -41,12 +42,6 @@ constexpr uint64_t kGpaBase = 0x40000000;
 
 constexpr uint64_t slot_iova(uint32_t slot) { return kIovaBase + slot * kPage; }
 
-std::vector<uint8_t> request(uint8_t type, size_t size) {
-  std::vector<uint8_t> b(size, 0);
-  b[0] = type;
-  return b;
-}
-
 // One device with its guest memory: slot s is backed by page 2s or 2s + 1.
 struct Guest {
   explicit Guest(Rcu& rcu) : dev(Config{}, rcu, 64), mem(std::make_unique<uint8_t[]>(2 * kSlots * kPage + kPage)) {
@@ -56,33 +51,16 @@ struct Guest {
   uint8_t* page(uint32_t slot, unsigned half) { return base + (2 * slot + half) * kPage; }
   uint64_t gpa(uint32_t slot, unsigned half) const { return kGpaBase + (2 * slot + half) * kPage; }
 
-  void send(const std::vector<uint8_t>& r) {
-    std::array<uint8_t, kTailSize> tail{};
-    ASSERT_EQ(dev.handle(r, tail), kTailSize);
-    ASSERT_EQ(tail[0], 0) << "request type " << int(r[0]);
+  template <typename Req>
+  void send(const Req& req) {
+    test::PostedRequest r = test::make_request(req);
+    ASSERT_EQ(dev.handle(r.readable, r.writable), kTailSize);
+    ASSERT_EQ(r.status(), 0) << "request type " << int(req.head.type);
   }
   void map(uint32_t slot, unsigned half) {
-    wire::ReqMap m{};
-    m.head.type = kReqMap;
-    m.domain.set(1);
-    m.virt_start.set(slot_iova(slot));
-    m.virt_end.set(slot_iova(slot) + kPage - 1);
-    m.phys_start.set(gpa(slot, half));
-    m.flags.set(kMapFlagRead);
-    auto r = request(kReqMap, kMapSize);
-    encode(std::span<uint8_t>(r), m);
-    send(r);
+    send(test::map_req(1, slot_iova(slot), slot_iova(slot) + kPage - 1, gpa(slot, half), kMapFlagRead));
   }
-  void unmap(uint32_t slot) {
-    wire::ReqUnmap u{};
-    u.head.type = kReqUnmap;
-    u.domain.set(1);
-    u.virt_start.set(slot_iova(slot));
-    u.virt_end.set(slot_iova(slot) + kPage - 1);
-    auto r = request(kReqUnmap, kUnmapSize);
-    encode(std::span<uint8_t>(r), u);
-    send(r);
-  }
+  void unmap(uint32_t slot) { send(test::unmap_req(1, slot_iova(slot), slot_iova(slot) + kPage - 1)); }
 
   Device dev;
   std::unique_ptr<uint8_t[]> mem;
@@ -98,13 +76,7 @@ TEST(MultiDeviceStress, EveryUnmapIsFinalWhicheverDeviceTheReaderReportsThrough)
     Guest& G = *guests.back();
     const MemRegion region[] = {{kGpaBase, 2 * kSlots * kPage, reinterpret_cast<uint64_t>(G.base)}};
     ASSERT_EQ(G.dev.set_mem_table(region), Status::kOk);
-    wire::ReqAttach a{};
-    a.head.type = kReqAttach;
-    a.domain.set(1);
-    a.endpoint.set(0);
-    auto r = request(kReqAttach, kAttachSize);
-    encode(std::span<uint8_t>(r), a);
-    G.send(r);
+    G.send(test::attach_req(1, 0));
     for (uint32_t s = 0; s < kSlots; ++s) {
       std::memset(G.page(s, 0), static_cast<int>(s + 1), kPage);
       G.map(s, 0);
