@@ -12,12 +12,31 @@ namespace {
 constexpr uint32_t kNoReader = 0;
 }  // namespace
 
+namespace {
+// PROBE needs probe_size bytes of properties plus the tail; others the tail.
+size_t max_writable(const engine::Device& dev) {
+  return std::max<size_t>(dev.config().probe_size + engine::kTailSize, 64);
+}
+// What a queue's consumer can use bounds what its chains translate. One byte
+// more than a request can use, so that an oversized writable part is still
+// seen (and refused).
+// A request or an event buffer is a few descriptors (Linux: head, request,
+// tail; PROBE one more): a longer chain is refused after kMaxRequestDescs.
+constexpr uint32_t kMaxRequestDescs = 16;
+QueueConfig bounded(QueueConfig q, uint64_t max_bytes) {
+  q.max_chain_bytes = static_cast<uint32_t>(std::min<uint64_t>(max_bytes, UINT32_MAX));
+  q.max_chain_descs = kMaxRequestDescs;
+  return q;
+}
+}  // namespace
+
 IommuQueues::IommuQueues(engine::Device& dev, const QueueConfig& requestq, const QueueConfig& eventq)
-    : dev_(dev), req_(dev, requestq), evq_(dev, eventq) {
+    : dev_(dev),
+      req_(dev, bounded(requestq, kMaxReadable + max_writable(dev) + 1)),
+      evq_(dev, bounded(eventq, kFaultEventSize)),
+      max_writable_(max_writable(dev)) {
   if (requestq.access_platform || eventq.access_platform)
     throw std::invalid_argument("IommuQueues: the virtio-iommu queues are not translated by the IOMMU itself");
-  // PROBE needs probe_size bytes of properties plus the tail; others the tail.
-  max_writable_ = std::max<size_t>(dev.config().probe_size + engine::kTailSize, 64);
   slots_.resize(engine::kMaxRequestBurst);
   out_.resize(engine::kMaxRequestBurst * max_writable_);
   chains_.resize(engine::kMaxRequestBurst);
@@ -36,7 +55,8 @@ void IommuQueues::scatter(const Chain& c, const uint8_t* src, uint32_t len) noex
 size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt) noexcept {
   bool irq = false;
   size_t n = 0;
-  if (req_.begin(kNoReader)) {
+  // Every chain popped, good, bad or refused, counts against the burst.
+  if (req_.begin(kNoReader, engine::kMaxRequestBurst)) {
     while (n < engine::kMaxRequestBurst && req_.pop(&chains_[n])) {
       const Chain& c = chains_[n];
       // A request needs its struct (readable) and room for the tail
@@ -83,7 +103,7 @@ bool IommuQueues::deliver_events() noexcept {
   // Top up the pending list from the engine's per-reader rings.
   if (npending_ < kPendingEvents)
     npending_ += dev_.drain_events(std::span<engine::FaultEvent>(pending_.data() + npending_, kPendingEvents - npending_));
-  if (npending_ == 0 || !evq_.begin(kNoReader)) return false;
+  if (npending_ == 0 || !evq_.begin(kNoReader, kPendingEvents)) return false;
   size_t sent = 0;
   Chain c;
   while (sent < npending_ && evq_.pop(&c)) {

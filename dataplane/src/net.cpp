@@ -9,8 +9,28 @@ namespace vxlate::dataplane {
 NetDevice::NetDevice(engine::Device& dev, std::span<const QueueConfig> queues, bool mrg_rxbuf) : rcu_(dev.rcu()), mrg_rxbuf_(mrg_rxbuf) {
   if (queues.empty() || queues.size() % 2 != 0)
     throw std::invalid_argument("NetDevice: queues come in receive/transmit pairs");
-  for (size_t i = 0; i < queues.size(); i += 2) pairs_.push_back(std::make_unique<Pair>(dev, queues[i], queues[i + 1]));
+  for (size_t i = 0; i < queues.size(); i += 2) {
+    // Nothing past a header and the largest frame is ever copied, so nothing
+    // past it is translated.
+    QueueConfig rx = queues[i], tx = queues[i + 1];
+    rx.max_chain_bytes = tx.max_chain_bytes = kNetHdrSize + kMaxFrame;
+    pairs_.push_back(std::make_unique<Pair>(dev, rx, tx));
+  }
 }
+
+namespace {
+// True when m's segments hold exactly pkt_len bytes (checked over at most
+// nb_segs segments, so a looping chain is refused too).
+bool consistent(const rte_mbuf* m) noexcept {
+  uint64_t len = 0;
+  uint16_t segs = 0;
+  for (const rte_mbuf* s = m; s != nullptr; s = s->next) {
+    if (++segs > m->nb_segs) return false;
+    len += s->data_len;
+  }
+  return segs == m->nb_segs && len == m->pkt_len;
+}
+}  // namespace
 
 // Copies the frame after the virtio-net header into a chain of mbufs.
 bool NetDevice::to_mbuf(const Chain& c, rte_mempool* mp, rte_mbuf** out) noexcept {
@@ -57,8 +77,9 @@ uint16_t NetDevice::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp,
                                   uint16_t count) noexcept {
   Pair& p = *pairs_[qp];
   const Rcu::ReadSection burst(rcu_, reader);  // debug builds: no quiescent report inside
-  if (!p.tx.begin(reader)) return 0;
   count = std::min(count, kMaxNetBurst);
+  // Every chain popped, good, bad or refused, counts against the burst.
+  if (!p.tx.begin(reader, count)) return 0;
   uint16_t n = 0;
   Chain& c = p.tx_chain;
   while (n < count && p.tx.pop(&c)) {
@@ -85,13 +106,18 @@ uint16_t NetDevice::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp,
 uint16_t NetDevice::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const* pkts, uint16_t count) noexcept {
   Pair& p = *pairs_[qp];
   const Rcu::ReadSection burst(rcu_, reader);  // debug builds: no quiescent report inside
-  if (!p.rx.begin(reader)) return 0;
   count = std::min(count, kMaxNetBurst);
+  // Every chain popped, good, bad or refused, counts against the burst: at
+  // most kMaxMergeChains per frame.
+  if (!p.rx.begin(reader, uint32_t{count} * kMaxMergeChains)) return 0;
   uint16_t n = 0;
   for (; n < count; ++n) {
     const rte_mbuf* m = pkts[n];
     const uint64_t need = uint64_t{m->pkt_len} + kNetHdrSize;
-    if (m->pkt_len > kMaxFrame) {  // the caller's frame, not the guest's fault: drop it
+    // The caller's frame, not the guest's fault: one over kMaxFrame, or whose
+    // segments do not add up to pkt_len (the copy below walks data_len and
+    // must stay inside the buffers gathered for pkt_len), is dropped.
+    if (m->pkt_len > kMaxFrame || !consistent(m)) {
       ++p.rx_stats.dropped;
       continue;
     }

@@ -1,5 +1,6 @@
 #include "vxlate/dataplane/virtqueue.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "vxlate/common/range.h"
@@ -26,7 +27,10 @@ const char* to_string(BadChain why) noexcept {
   return "?";
 }
 
-Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept : dev_(dev), cfg_(cfg) {}
+Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept
+    : dev_(dev),
+      cfg_(cfg),
+      max_descs_(cfg.max_chain_descs == 0 ? kMaxChainDescs : std::min(cfg.max_chain_descs, kMaxChainDescs)) {}
 
 Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
                             size_t* n) noexcept {
@@ -48,8 +52,9 @@ bool Virtqueue::translate_ring(uint64_t addr, uint64_t len, uint8_t access, uint
   return true;
 }
 
-bool Virtqueue::begin(uint32_t reader) noexcept {
+bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
   reader_ = reader;
+  budget_ = 0;
   if (broken_) return false;
   const uint32_t size = cfg_.size;
   uint8_t* desc = nullptr;
@@ -67,30 +72,28 @@ bool Virtqueue::begin(uint32_t reader) noexcept {
   desc_ = desc;
   avail_ = AvailRing{avail, size};
   used_ = UsedRing{used, size};
-  return true;
-}
-
-uint16_t Virtqueue::available() noexcept {
-  if (desc_ == nullptr || broken_) return 0;
   // acquire: pairs with the driver's release store of avail.idx after it wrote
-  // the ring entries and descriptors we are about to read.
+  // the ring entries and descriptors we are about to read. Read once per
+  // burst: what arrives later waits for the next one.
   const uint16_t idx = load16(avail_.idx(), std::memory_order_acquire);
-  const uint16_t n = static_cast<uint16_t>(idx - last_avail_);
-  if (n > cfg_.size) {
+  if (static_cast<uint16_t>(idx - last_avail_) > size) {
     // The driver claims more chains than the queue holds: nothing in the ring
     // can be trusted any more (virtio: the device needs a reset).
     broken_ = true;
     ++stats_.broken;
-    return 0;
+    desc_ = nullptr;
+    return false;
   }
   avail_cache_ = idx;
-  return n;
+  budget_ = budget;
+  return true;
 }
 
 bool Virtqueue::pop(Chain* c) noexcept {
   if (desc_ == nullptr || broken_) return false;  // no begin() this burst, or stopped
   for (;;) {
-    if (last_avail_ == avail_cache_ && available() == 0) return false;
+    if (last_avail_ == avail_cache_ || budget_ == 0) return false;
+    --budget_;  // every slot counts, good or bad
     const uint16_t head = avail_.ring(last_avail_ & (cfg_.size - 1));  // plain: ordered by the acquire above
     ++last_avail_;
     BadChain why{};
@@ -99,7 +102,9 @@ bool Virtqueue::pop(Chain* c) noexcept {
       count_bad(BadChain::kHeadRange);
       continue;
     }
-    if (walk(head, c, &why)) {
+    const bool good = walk(head, c, &why);
+    stats_.descs += c->descs;
+    if (good) {
       ++stats_.chains;
       VXLATE_DEBUG_ONLY(++unpoppable_;)
       return true;
@@ -110,6 +115,19 @@ bool Virtqueue::pop(Chain* c) noexcept {
 }
 
 bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable, BadChain* why) noexcept {
+  // Only what the consumer can use is translated (a 4 GiB buffer is not
+  // walked page by page to be refused afterwards).
+  const uint64_t used = c->readable_bytes + c->writable_bytes;
+  const uint64_t room = cfg_.max_chain_bytes == 0        ? UINT64_MAX
+                        : used < cfg_.max_chain_bytes ? cfg_.max_chain_bytes - used
+                                                      : 0;
+  if (len > room) {
+    if (!writable) {
+      *why = BadChain::kLength;
+      return false;
+    }
+    len = static_cast<uint32_t>(room);
+  }
   if (len == 0) return true;  // nothing to transfer
   if (!writable && c->nsegs != c->nreadable) {
     *why = BadChain::kOrder;
@@ -153,12 +171,16 @@ bool Virtqueue::walk(uint16_t head, Chain* c, BadChain* why) noexcept {
   c->nreadable = 0;
   c->readable_bytes = 0;
   c->writable_bytes = 0;
+  c->descs = 0;
   uint32_t idx = head;
   for (uint32_t count = 0;; ++count) {
-    if (count == cfg_.size) {
+    // A direct chain longer than the queue loops; any chain longer than
+    // kMaxChainDescs costs too much, whatever its descriptors hold.
+    if (count == cfg_.size || c->descs == max_descs_) {
       *why = BadChain::kLoop;
       return false;
     }
+    ++c->descs;
     VirtqDesc d;
     std::memcpy(&d, desc_ + 16 * idx, sizeof d);  // read once; the guest may change it under us
     if (d.flags & kDescFlagIndirect) {
@@ -217,10 +239,11 @@ bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) n
   };
   uint32_t idx = 0;
   for (uint32_t count = 0;; ++count) {
-    if (count == n) {
+    if (count == n || c->descs == max_descs_) {
       *why = BadChain::kLoop;
       return false;
     }
+    ++c->descs;
     VirtqDesc d;
     read(idx, &d);
     if (d.flags & kDescFlagIndirect) {  // nested tables are forbidden

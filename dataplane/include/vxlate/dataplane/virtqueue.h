@@ -13,7 +13,18 @@
 //
 // pop() walks a chain (direct descriptors, then at most one indirect table),
 // copies each descriptor out of guest memory once before checking it, and
-// translates each buffer into host segments. Hostile chains (DESIGN.md
+// translates each buffer into host segments.
+//
+// Bounded work whatever the guest writes: begin() reads avail.idx once, so a
+// burst never sees more chains than were available when it began (a guest
+// that keeps the index just ahead of the device cannot hold a call); pop()
+// consumes at most the `budget` avail slots begin() was given, good, bad and
+// refused chains alike; a chain visits at most kMaxChainDescs descriptors (or
+// the queue's smaller max_chain_descs), direct and indirect, zero-length ones
+// included; and bytes past the
+// consumer's max_chain_bytes are never translated. So one burst call costs at
+// most budget x kMaxChainDescs descriptor reads and budget x (kMaxChainSegs +
+// table) translations. Hostile chains (DESIGN.md
 // invariant 4) are never followed outside the table: an out-of-range head is
 // skipped; any other bad chain (index out of range, a loop or a chain longer
 // than the queue, a bad indirect table, a readable buffer after a writable one,
@@ -53,6 +64,10 @@ inline constexpr uint32_t kMaxChainSegs = 64;
 // Segments an indirect table may span in host memory (it is at most a page or
 // two in practice).
 inline constexpr uint32_t kMaxIndirectSegs = 4;
+// Descriptors one chain may visit, direct and indirect together, zero-length
+// ones included: bounds one pop() whatever the guest wrote. Linux vhost caps
+// a chain at UIO_MAXIOV (1024) iovecs; virtio-net uses at most ~20.
+inline constexpr uint32_t kMaxChainDescs = 1024;
 
 // Where the device finds the queue: guest addresses of the three areas (IOVAs
 // of endpoint `ep` with ACCESS_PLATFORM, else GPAs).
@@ -65,6 +80,13 @@ struct QueueConfig {
   bool event_idx = false;
   bool indirect = false;
   EndpointId ep{0};
+  // Bytes of a chain its consumer can use (0: no limit): readable bytes past
+  // this make the chain bad (kLength) before anything is translated; writable
+  // bytes past it are neither translated nor offered (Chain::writable_bytes
+  // stops there).
+  uint32_t max_chain_bytes = 0;
+  // Descriptors one chain may visit (0: kMaxChainDescs, which also caps it).
+  uint32_t max_chain_descs = 0;
 };
 
 // One popped chain: readable segments first, then writable ones.
@@ -74,6 +96,7 @@ struct Chain {
   uint32_t nreadable = 0;       // segs[0, nreadable) are device-readable
   uint64_t readable_bytes = 0;
   uint64_t writable_bytes = 0;
+  uint32_t descs = 0;           // descriptors visited, direct and indirect
   std::array<engine::Segment, kMaxChainSegs> segs;
 };
 
@@ -81,10 +104,10 @@ struct Chain {
 enum class BadChain : uint8_t {
   kHeadRange,      // head index >= size (skipped: it cannot be completed)
   kIndexRange,     // a next index >= size (or >= the indirect table's count)
-  kLoop,           // more descriptors than the queue (or table) holds
+  kLoop,           // more descriptors than the queue (or table) holds, or than kMaxChainDescs
   kIndirect,       // indirect without the feature, nested, NEXT with INDIRECT, bad length
   kOrder,          // a readable buffer after a writable one
-  kLength,         // total writable length over 32 bits
+  kLength,         // total length over 32 bits, or readable bytes over max_chain_bytes
   kUnmapped,       // a buffer (or the indirect table) does not translate
   kTooManySegs,    // more than kMaxChainSegs host segments
   kDirection,      // refused by the caller: wrong buffer direction or size for this queue
@@ -94,6 +117,7 @@ const char* to_string(BadChain why) noexcept;
 
 struct VirtqueueStats {
   uint64_t chains = 0;          // good chains popped
+  uint64_t descs = 0;           // descriptors visited, good and bad chains alike
   uint64_t translations = 0;    // translate calls (rings once per burst, each buffer and indirect table)
   uint64_t used = 0;            // used entries published (bad chains included)
   uint64_t interrupts = 0;      // publish() calls that asked for an interrupt
@@ -114,15 +138,20 @@ class Virtqueue {
   // as a ring fault).
   Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept;
 
-  // Reader side: translates the ring areas for this burst. False when the
-  // queue is broken or a ring area does not translate to one aligned host
-  // segment (counted in ring_faults); the caller skips the queue this round.
-  bool begin(uint32_t reader) noexcept;
-  // Reader side, after begin(): chains the driver has made available and not
-  // yet popped (0 if broken).
-  uint16_t available() noexcept;
+  // Reader side: translates the ring areas for this burst and reads avail.idx
+  // (once: pop() never reads it again). pop() will consume at most `budget`
+  // avail slots this burst. False when the queue is broken or a ring area does
+  // not translate to one aligned host segment (counted in ring_faults); the
+  // caller skips the queue this round.
+  bool begin(uint32_t reader, uint32_t budget = kMaxQueueSize) noexcept;
+  // Reader side, after begin(): chains that were available at begin() and are
+  // not yet popped (0 if broken).
+  uint16_t available() const noexcept {
+    return desc_ == nullptr || broken_ ? 0 : static_cast<uint16_t>(avail_cache_ - last_avail_);
+  }
   // Reader side, after begin(): pops the next good chain into *c, completing
-  // and counting bad ones on the way. False when nothing is available.
+  // and counting bad ones on the way. False when nothing that was available at
+  // begin() is left, or the burst's budget of avail slots is spent.
   bool pop(Chain* c) noexcept;
   // Reader side: gives back the last n popped chains (not yet pushed), for a
   // caller that could not use them (mergeable RX running out of buffers).
@@ -167,6 +196,7 @@ class Virtqueue {
 
   engine::Device& dev_;
   QueueConfig cfg_;
+  uint32_t max_descs_;  // per chain: cfg_.max_chain_descs, capped at kMaxChainDescs
   uint32_t reader_ = 0;
   // This burst's host views of the rings (valid until the next quiescent report).
   const uint8_t* desc_ = nullptr;
@@ -175,7 +205,8 @@ class Virtqueue {
   uint16_t last_avail_ = 0;   // next avail slot to pop
   uint16_t used_idx_ = 0;     // used.idx as last published
   uint16_t pending_ = 0;      // entries pushed since the last publish
-  uint16_t avail_cache_ = 0;  // avail.idx as last read
+  uint16_t avail_cache_ = 0;  // avail.idx as read by begin()
+  uint32_t budget_ = 0;       // avail slots pop() may still consume this burst
   // Debug builds: chains popped since the last completion (push, refuse, bad
   // chain), the most unpop() may give back.
   uint16_t unpoppable_ = 0;
