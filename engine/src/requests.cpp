@@ -143,9 +143,21 @@ void Device::sync() noexcept {
     tlb_.sync(self_reader_);  // one grace period, covering the endpoint changes too
   else if (need_grace_ || !dying_.empty())
     rcu_.synchronize(self_reader_);
-  for (const auto& d : dying_) tags_.erase(d->tag);
+  // Dying domains hold their tables, extents and tags until here: the caps
+  // count them until they are gone.
+  for (const auto& d : dying_) {
+    tags_.erase(d->tag);
+    mappings_ -= d->extents.size();
+    table_bytes_ -= d->pt.table_bytes();
+  }
   dying_.clear();
   need_grace_ = false;
+}
+
+bool Device::reclaim_dying() noexcept {
+  if (dying_.empty()) return false;
+  sync();  // completes the burst's requests so far a little early; frees the dying
+  return true;
 }
 
 uint32_t Device::apply(std::span<const uint8_t> readable, std::span<uint8_t> writable) noexcept {
@@ -214,8 +226,11 @@ Status Device::attach(const wire::ReqAttach& req) noexcept {
 }
 
 Status Device::create_domain(uint32_t domain, bool bypass, DomainMap::iterator* out) noexcept {
-  // The endpoint's old domain may die afterwards, but the cap counts domains alive now.
-  if (domains_.size() >= cfg_.max_domains) return Status::kNoMem;
+  // The cap counts domains alive or dying now (the endpoint's old domain may
+  // die afterwards); dying ones go first if that makes room.
+  if (domains_.size() + dying_.size() >= cfg_.max_domains &&
+      (!reclaim_dying() || domains_.size() >= cfg_.max_domains))
+    return Status::kNoMem;
   try {
     if (next_tag_ == UINT32_MAX) {
       // Tags are about to repeat: forget every cached entry first.
@@ -250,10 +265,8 @@ void Device::leave_domain(uint32_t ep, uint32_t domain) noexcept {
   if (--it->second->endpoints != 0) return;
   // The last endpoint left: the domain and all its mappings cease to exist and
   // its id is free. Readers may still walk its table until the grace period of
-  // this burst's sync(); the IOTLB forgets it with the same sync, and its tag
-  // is free once it is destroyed.
-  mappings_ -= it->second->extents.size();
-  table_bytes_ -= it->second->pt.table_bytes();
+  // this burst's sync(); the IOTLB forgets it with the same sync. Its memory
+  // and tag stay counted until it is destroyed there.
   try {
     tlb_.add_flush_domain(DomainId{it->second->tag});
     dying_.push_back(std::move(it->second));  // capacity reserved by the caller
@@ -262,6 +275,8 @@ void Device::leave_domain(uint32_t ep, uint32_t domain) noexcept {
     tlb_.add_flush_all();
     tlb_.sync(self_reader_);
     tags_.erase(it->second->tag);
+    mappings_ -= it->second->extents.size();
+    table_bytes_ -= it->second->pt.table_bytes();
     it->second.reset();
   }
   domains_.erase(it);
@@ -331,8 +346,11 @@ Status Device::map(const wire::ReqMap& req) noexcept {
   auto next = dom.extents.upper_bound(virt_last);
   if (next != dom.extents.begin() && std::prev(next)->second.virt_last >= virt_start) return Status::kInval;
   if (overlaps_resv(dom, domain, virt_start, virt_last)) return Status::kInval;
-  if (mappings_ >= cfg_.max_mappings) return Status::kNoMem;
-  if (table_bytes_ + map_table_estimate(virt_start, phys_start, size) > cfg_.max_table_bytes) return Status::kNoMem;
+  // The caps count what dying domains still hold; a grace period frees that
+  // first when it is what stands in the way.
+  const uint64_t estimate = map_table_estimate(virt_start, phys_start, size);
+  auto over = [&] { return mappings_ >= cfg_.max_mappings || table_bytes_ + estimate > cfg_.max_table_bytes; };
+  if (over() && (!reclaim_dying() || over())) return Status::kNoMem;
 
   const uint8_t perms = static_cast<uint8_t>(((flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
                                              ((flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));

@@ -113,8 +113,8 @@ class Device {
   // Control side: live domains and mappings.
   size_t domain_count() const noexcept { return domains_.size(); }
   size_t mapping_count() const noexcept { return mappings_; }
-  // Control side: page-table bytes of all live domains (retired tables included
-  // until they are reclaimed).
+  // Control side: page-table bytes of all live domains, and of domains that
+  // died in the current burst (retired tables included until reclaimed).
   size_t table_bytes() const noexcept { return table_bytes_; }
 
   // --- control side: guest memory and fault events -------------------------
@@ -201,6 +201,7 @@ class Device {
   bool endpoint_exists(uint32_t ep) const noexcept { return ep >= cfg_.endpoint_first && ep <= cfg_.endpoint_last; }
   bool domain_in_range(uint32_t d) const noexcept { return d >= cfg_.domain_start && d <= cfg_.domain_last; }
   void sync() noexcept;
+  bool reclaim_dying() noexcept;
   void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
 
   // Reader side (translate.cpp).
@@ -219,8 +220,8 @@ class Device {
   DomainMap domains_;
   std::unordered_map<uint32_t, uint32_t> attached_;  // endpoint -> domain
   std::vector<std::unique_ptr<Domain>> dying_;       // destroyed after the next grace period
-  size_t mappings_ = 0;
-  size_t table_bytes_ = 0;  // sum of the live domains' pt.table_bytes()
+  size_t mappings_ = 0;      // of live and dying domains
+  size_t table_bytes_ = 0;   // sum of the live and dying domains' pt.table_bytes()
   uint32_t self_reader_ = Rcu::kNoReader;  // the handle_burst() caller's reader id, during the call
   bool need_grace_ = false;  // a translation readers may hold was removed this burst
   uint32_t next_tag_ = 0;    // IOTLB tags handed to domain instances
