@@ -303,6 +303,10 @@ void Replay::translate(Fields f) {
   uint64_t last = 0;
   if (!vxlate::range_last(iova, len, &last)) throw LineError{"translate: LEN must be > 0 and IOVA+LEN must not wrap"};
   eng::Device& dev = device();
+  const eng::Config& cfg = dev.config();
+  if (ep < cfg.endpoint_first || ep > cfg.endpoint_last)
+    throw LineError{"translate: ENDPOINT " + std::to_string(ep) + " is outside the device's endpoints " +
+                    std::to_string(cfg.endpoint_first) + ".." + std::to_string(cfg.endpoint_last)};
   if (reader_ == kNoReader) reader_ = rcu_.register_reader();
   std::vector<eng::Segment> segs(kMaxSegments);
   size_t n = 0;

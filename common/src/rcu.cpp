@@ -90,6 +90,8 @@ bool Rcu::check(uint64_t token) const noexcept {
 }
 
 void Rcu::wait(uint64_t token) noexcept {
+  // An online reader waiting for a grace period would wait for itself.
+  if (const uint32_t me = self_on_this_thread(); me != kNoReader && is_online(me)) quiescent(me);
   // Spin briefly (a grace period is normally one reader burst), then yield so
   // that on an oversubscribed machine the readers we wait for get the CPU.
   for (unsigned spins = 0; !check(token); ++spins) {
@@ -105,7 +107,7 @@ void Rcu::synchronize(uint32_t self_id) noexcept {
   // After start(): the caller's report must acknowledge the new token. An
   // offline caller is not waited for, and a report would bring it online.
   if (self_id != kNoReader && is_online(self_id)) quiescent(self_id);
-  wait(token);
+  wait(token);  // also reports for the thread's own reader id, if online
 }
 
 RcuDeferQueue::~RcuDeferQueue() { discard(); }

@@ -4,6 +4,10 @@
 
 #include <atomic>
 #include <barrier>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -123,6 +127,66 @@ TEST(Rcu, SynchronizeCoversEveryReadSection) {
   for (auto& t : readers) t.join();
   delete current.load();
   EXPECT_EQ(violations.load(), 0);
+}
+
+TEST(Rcu, SynchronizeLeavesAnOfflineSelfOffline) {
+  Rcu rcu(2);
+  const uint32_t self = rcu.register_reader();
+  rcu.synchronize(self);  // the caller names itself but is offline
+  EXPECT_FALSE(rcu.is_online(self)) << "a quiescent report brought an offline reader online";
+  // ... so another writer's grace period does not wait for it.
+  EXPECT_TRUE(rcu.check(rcu.start()));
+}
+
+// Runs f on a thread; fails the test (and ends the process, since the thread
+// cannot be cancelled) when it has not returned after 10 s.
+template <typename F>
+void returns_in_time(F&& f) {
+  auto done = std::async(std::launch::async, std::forward<F>(f));
+  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "deadlock: a blocking writer call by an online reader waited on itself\n");
+    std::_Exit(1);
+  }
+  done.get();
+}
+
+TEST(Rcu, BlockingWriterCallsFromAnOnlineReaderDoNotWaitOnIt) {
+  Rcu rcu(2);
+  returns_in_time([&] {
+    const uint32_t id = rcu.register_reader();
+    rcu.online(id);
+    rcu.synchronize();           // no self id given: the thread is recognised
+    rcu.wait(rcu.start());
+    EXPECT_TRUE(rcu.is_online(id));
+    rcu.offline(id);
+  });
+}
+
+TEST(Rcu, ClientsRunOnEveryReportAndOnline) {
+  struct Counting : RcuClient {
+    std::atomic<int> online{0}, quiescent{0};
+    void rcu_online(uint32_t) noexcept override { online.fetch_add(1, std::memory_order_relaxed); }
+    void rcu_quiescent(uint32_t) noexcept override { quiescent.fetch_add(1, std::memory_order_relaxed); }
+  };
+  Rcu rcu(2);
+  Counting a, b;
+  rcu.attach(a);
+  rcu.attach(b);
+  const uint32_t id = rcu.register_reader();
+  rcu.online(id);
+  rcu.quiescent(id);
+  rcu.synchronize(id);
+  EXPECT_EQ(a.online.load(), 1);
+  EXPECT_EQ(b.online.load(), 1);
+  EXPECT_GE(a.quiescent.load(), 2);
+  EXPECT_EQ(a.quiescent.load(), b.quiescent.load());
+  rcu.offline(id);
+  rcu.detach(a);
+  rcu.online(id);
+  EXPECT_EQ(a.online.load(), 1) << "a detached client is not run";
+  EXPECT_EQ(b.online.load(), 2);
+  rcu.offline(id);
+  rcu.detach(b);
 }
 
 }  // namespace

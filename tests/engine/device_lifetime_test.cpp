@@ -3,7 +3,11 @@
 // domain that is still alive.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <vector>
 
 #include "support/virtio_iommu.h"
@@ -98,6 +102,29 @@ TEST(DeviceLifetime, EveryTransitionThatRemovesAccessTakesAGracePeriod) {
   EXPECT_GE(grace_periods(rcu, [&] { EXPECT_EQ(dev.set_mem_table(std::span(two, 1)), Status::kOk); }), 1u);
   // Adding access needs none: ATTACH of an endpoint with bypass off.
   EXPECT_EQ(grace_periods(rcu, [&] { EXPECT_EQ(send(dev, attach_req(3, 1)), 0); }), 0u);
+}
+
+TEST(DeviceLifetime, ControlCallsFromAnOnlineLcoreDoNotWaitOnIt) {
+  // A data-plane lcore that also runs the device's control calls between its
+  // bursts: each call that waits for a grace period must not wait for it.
+  Rcu rcu(2);
+  Device dev(Config{}, rcu, 64);
+  static uint8_t mem[4096];
+  const MemRegion region[] = {{0, sizeof mem, reinterpret_cast<uint64_t>(mem)}};
+  auto done = std::async(std::launch::async, [&] {
+    const uint32_t id = rcu.register_reader();
+    dev.iotlb().online(id);
+    EXPECT_EQ(dev.set_mem_table(region), Status::kOk);
+    EXPECT_EQ(dev.write_bypass(1), Status::kOk);
+    EXPECT_EQ(send(dev, attach_req(1, 0)), 0);  // no self id passed
+    EXPECT_EQ(send(dev, detach_req(1, 0)), 0);
+    dev.iotlb().offline(id);
+  });
+  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "deadlock: a control call by an online lcore waited on itself\n");
+    std::_Exit(1);
+  }
+  done.get();
 }
 
 }  // namespace

@@ -135,11 +135,13 @@ class Rcu {
     // loads, so either the writer waits for this reader or the reader sees
     // the writer's publication. The token may be stale: the writer then waits.
     __atomic_store_n(&v_->qsbr_cnt[id].cnt, __atomic_load_n(&v_->token, __ATOMIC_RELAXED), __ATOMIC_SEQ_CST);
+    self_ = Self{this, id};
     for_each_client([id](RcuClient& c) { c.rcu_online(id); });
   }
   void offline(uint32_t id) noexcept {
     VXLATE_DCHECK(id < max_readers_, "Rcu::offline: reader id out of range");
     VXLATE_DCHECK(sections_[id] == 0, "Rcu::offline: inside a read section (a burst)");
+    if (self_.rcu == this && self_.id == id) self_ = Self{nullptr, kNoReader};
     rte_rcu_qsbr_thread_offline(v_, id);
   }
   // Reader side, wait-free: "I hold no protected pointer now." One call per
@@ -196,9 +198,13 @@ class Rcu {
   // Writer side, blocking: one full grace period. A caller that is itself a
   // registered reader passes its id: when it is online it reports quiescent
   // (applying every client) after the new token, so it does not wait on
-  // itself; when it is offline it stays offline.
+  // itself; when it is offline it stays offline. A caller that went online on
+  // this thread through online() is recognised without the id.
   void synchronize(uint32_t self_id = kNoReader) noexcept;
-  // Writer side, blocking: waits until check(token) is true.
+  // Writer side, blocking: waits until check(token) is true. A caller that is
+  // an online reader of this Rcu on this thread (between its bursts: a
+  // data-plane lcore running a control call) reports quiescent first instead
+  // of waiting on itself forever.
   void wait(uint64_t token) noexcept;
 
   uint32_t max_readers() const noexcept { return max_readers_; }
@@ -210,6 +216,17 @@ class Rcu {
     uint64_t* cnt = &v_->qsbr_cnt[id].cnt;
     if (__atomic_load_n(cnt, __ATOMIC_RELAXED) != token) __atomic_store_n(cnt, token, __ATOMIC_RELEASE);
   }
+  // The reader id this thread went online with, per thread, so that a
+  // blocking writer call made by an online reader between its bursts does not
+  // wait on itself (set by online(), cleared by offline(); one Rcu per thread
+  // is remembered, the last one it went online in).
+  struct Self {
+    const Rcu* rcu;
+    uint32_t id;
+  };
+  static inline thread_local Self self_{nullptr, kNoReader};
+  uint32_t self_on_this_thread() const noexcept { return self_.rcu == this ? self_.id : kNoReader; }
+
   template <typename F>
   void for_each_client(F&& f) noexcept {
     // acquire: pairs with the release stores in attach(): a client is fully
