@@ -20,13 +20,12 @@ void FaultEvents::report(uint32_t reader, const FaultEvent& event) noexcept {
     std::fill(std::begin(ring.count_n), std::end(ring.count_n), 0);
     std::fill(std::begin(ring.count_ep), std::end(ring.count_ep), 0);
   }
-  const uint32_t ep = event.endpoint;
-  const unsigned slot = ep & 15;
-  if (ring.count_ep[slot] != ep + 1) {
-    ring.count_ep[slot] = ep + 1;
-    ring.count_n[slot] = 0;
-  }
-  if (ring.count_n[slot] >= kMaxFaultsPerEndpoint) {
+  // The endpoint's counter: linear probing from its hash to its slot or the
+  // first empty one (there is always one: see the file note).
+  const uint64_t key = uint64_t{event.endpoint} + 1;  // 0 marks an empty slot
+  size_t slot = (event.endpoint * 0x9e3779b1u) % kFaultTableSlots;
+  while (ring.count_ep[slot] != key && ring.count_ep[slot] != 0) slot = (slot + 1) % kFaultTableSlots;
+  if (ring.count_ep[slot] == key && ring.count_n[slot] >= kMaxFaultsPerEndpoint) {
     drop();
     return;
   }
@@ -36,6 +35,7 @@ void FaultEvents::report(uint32_t reader, const FaultEvent& event) noexcept {
     drop();
     return;
   }
+  ring.count_ep[slot] = key;  // a new entry only with a queued event
   ++ring.count_n[slot];
   ring.ev[head % kFaultRingSize] = event;
   ring.head.store(head + 1, std::memory_order_release);  // pairs with the acquire in drain()

@@ -12,9 +12,12 @@
 // find a full ring, are counted as dropped. The drain starts a new window,
 // which each reader notices (one acquire load) at its next fault.
 //
-// Trade-off: the per-endpoint counts are a 16-slot direct-mapped table per
-// reader, so colliding endpoints share a budget; the ring size bounds the total
-// either way.
+// The per-endpoint budget is exact: each reader counts events per endpoint in
+// an open-addressing table of kFaultTableSlots. An endpoint enters the table
+// only with an event that is queued, and at most kFaultRingSize are queued per
+// window, so the table is never more than half full and a probe is bounded;
+// memory is 4.5 KiB per reader whatever the endpoint range (a flat array would
+// cost the range per reader: 1 Mi endpoints x 1024 readers).
 //
 // Thread-safety contract:
 //   - report(): reader side (the reader's own ring; wait-free, no allocation).
@@ -35,6 +38,8 @@ namespace vxlate::engine {
 // many one endpoint may queue per reader between two drains.
 inline constexpr size_t kFaultRingSize = 256;
 inline constexpr uint32_t kMaxFaultsPerEndpoint = 8;
+// Per-endpoint counters per reader: twice the events one window can queue.
+inline constexpr size_t kFaultTableSlots = 2 * kFaultRingSize;
 
 // One fault, in host order (wire::Fault is its layout on the event queue).
 struct FaultEvent {
@@ -63,8 +68,8 @@ class FaultEvents {
     std::atomic<uint32_t> head{0};              // written by the reader (release), read by drain (acquire)
     alignas(64) std::atomic<uint32_t> tail{0};  // written by drain (release), read by the reader (acquire)
     alignas(64) uint64_t window = 0;            // reader-private: drain window of the counts
-    uint32_t count_ep[16] = {};                 // reader-private: endpoint + 1 per slot, 0 = empty
-    uint32_t count_n[16] = {};                  // reader-private: events queued per slot this window
+    uint64_t count_ep[kFaultTableSlots] = {};   // reader-private: endpoint + 1 per slot, 0 = empty
+    uint8_t count_n[kFaultTableSlots] = {};     // reader-private: events queued per slot this window
     std::atomic<uint64_t> dropped{0};           // reader-written (load + store), summed on read
     FaultEvent ev[kFaultRingSize];
   };
