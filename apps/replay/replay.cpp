@@ -395,47 +395,32 @@ void Replay::attach(Fields f) {
       throw LineError{"attach: third field must be 'bypass', got '" + std::string(f[2]) + "'"};
     flags = eng::kAttachFlagBypass;
   }
-  eng::wire::ReqAttach r{};
-  r.head.type = eng::kReqAttach;
-  r.domain.set(parse_u32(f[0], "DOMAIN"));
-  r.endpoint.set(parse_u32(f[1], "ENDPOINT"));
-  r.flags.set(flags);
-  submit(encoded(r), eng::kTailSize);
+  const uint32_t domain = parse_u32(f[0], "DOMAIN");  // in order: an error names the first bad field
+  submit(encoded(eng::wire::attach_req(domain, parse_u32(f[1], "ENDPOINT"), flags)), eng::kTailSize);
 }
 
 void Replay::detach(Fields f) {
-  eng::wire::ReqDetach r{};
-  r.head.type = eng::kReqDetach;
-  r.domain.set(parse_u32(f[0], "DOMAIN"));
-  r.endpoint.set(parse_u32(f[1], "ENDPOINT"));
-  submit(encoded(r), eng::kTailSize);
+  const uint32_t domain = parse_u32(f[0], "DOMAIN");
+  submit(encoded(eng::wire::detach_req(domain, parse_u32(f[1], "ENDPOINT"))), eng::kTailSize);
 }
 
 void Replay::map(Fields f) {
-  eng::wire::ReqMap r{};
-  r.head.type = eng::kReqMap;
-  r.domain.set(parse_u32(f[0], "DOMAIN"));
-  r.virt_start.set(parse_u64(f[1], "VIRT_START"));
-  r.virt_end.set(parse_u64(f[2], "VIRT_END"));
-  r.phys_start.set(parse_u64(f[3], "PHYS_START"));
-  r.flags.set(parse_map_flags(f[4]));
-  submit(encoded(r), eng::kTailSize);
+  const uint32_t domain = parse_u32(f[0], "DOMAIN");
+  const uint64_t virt_start = parse_u64(f[1], "VIRT_START");
+  const uint64_t virt_end = parse_u64(f[2], "VIRT_END");
+  const uint64_t phys_start = parse_u64(f[3], "PHYS_START");
+  submit(encoded(eng::wire::map_req(domain, virt_start, virt_end, phys_start, parse_map_flags(f[4]))),
+         eng::kTailSize);
 }
 
 void Replay::unmap(Fields f) {
-  eng::wire::ReqUnmap r{};
-  r.head.type = eng::kReqUnmap;
-  r.domain.set(parse_u32(f[0], "DOMAIN"));
-  r.virt_start.set(parse_u64(f[1], "VIRT_START"));
-  r.virt_end.set(parse_u64(f[2], "VIRT_END"));
-  submit(encoded(r), eng::kTailSize);
+  const uint32_t domain = parse_u32(f[0], "DOMAIN");
+  const uint64_t virt_start = parse_u64(f[1], "VIRT_START");
+  submit(encoded(eng::wire::unmap_req(domain, virt_start, parse_u64(f[2], "VIRT_END"))), eng::kTailSize);
 }
 
 void Replay::probe(Fields f) {
-  eng::wire::ReqProbe r{};
-  r.head.type = eng::kReqProbe;
-  r.endpoint.set(parse_u32(f[0], "ENDPOINT"));
-  submit(encoded(r), probe_writable_size());
+  submit(encoded(eng::wire::probe_req(parse_u32(f[0], "ENDPOINT"))), probe_writable_size());
 }
 
 void Replay::raw(Fields f) {

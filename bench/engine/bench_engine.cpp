@@ -90,13 +90,7 @@ std::vector<uint8_t> encoded(const T& req) {
   return b;
 }
 
-wire::ReqAttach attach_req() {
-  wire::ReqAttach a{};
-  a.head.type = vxlate::engine::kReqAttach;
-  a.domain.set(kDomain);
-  a.endpoint.set(kEndpoint);
-  return a;
-}
+wire::ReqAttach attach_req() { return wire::attach_req(kDomain, kEndpoint); }
 
 // A data-plane reader of `rcu` on its own thread, online from construction to
 // destruction, reporting quiescent states through the Device's IOTLB.
@@ -153,25 +147,13 @@ struct RequestBuffers {
 };
 
 wire::ReqMap map_req(uint64_t iova, uint64_t size, uint64_t phys) {
-  wire::ReqMap m{};
-  m.head.type = vxlate::engine::kReqMap;
-  m.domain.set(kDomain);
-  m.virt_start.set(iova);
-  m.virt_end.set(iova + size - 1);
-  m.phys_start.set(phys);
-  m.flags.set(kFlagsRW);
-  return m;
+  return wire::map_req(kDomain, iova, iova + size - 1, phys, kFlagsRW);
 }
 
 void encode_map(std::span<uint8_t> b, uint64_t iova) { vxlate::encode(b, map_req(iova, kLeaf4K, iova + kPhysOffset)); }
 
 void encode_unmap(std::span<uint8_t> b, uint64_t iova) {
-  wire::ReqUnmap u{};
-  u.head.type = vxlate::engine::kReqUnmap;
-  u.domain.set(kDomain);
-  u.virt_start.set(iova);
-  u.virt_end.set(iova + kLeaf4K - 1);
-  vxlate::encode(b, u);
+  vxlate::encode(b, wire::unmap_req(kDomain, iova, iova + kLeaf4K - 1));
 }
 
 void report(benchmark::State& state, size_t batch, Clock::duration timed) {

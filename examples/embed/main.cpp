@@ -70,19 +70,9 @@ int main() {
   const engine::MemRegion mem[] = {{kGpaBase, guest.size(), reinterpret_cast<uint64_t>(guest.data())}};
   bool ok = expect(dev.set_mem_table(mem) == Status::kOk, "set_mem_table");
 
-  engine::wire::ReqAttach attach{};
-  attach.head.type = engine::kReqAttach;
-  attach.domain.set(kDomain);
-  attach.endpoint.set(kEndpoint);
-  ok = expect(send(dev, attach) == Status::kOk, "ATTACH") && ok;
-
-  engine::wire::ReqMap map{};
-  map.head.type = engine::kReqMap;
-  map.domain.set(kDomain);
-  map.virt_start.set(kIova);
-  map.virt_end.set(kIova + kMapSize - 1);  // inclusive
-  map.phys_start.set(kMapGpa);
-  map.flags.set(engine::kMapFlagRead | engine::kMapFlagWrite);
+  ok = expect(send(dev, engine::wire::attach_req(kDomain, kEndpoint)) == Status::kOk, "ATTACH") && ok;
+  const auto map = engine::wire::map_req(kDomain, kIova, kIova + kMapSize - 1,  // inclusive
+                                         kMapGpa, engine::kMapFlagRead | engine::kMapFlagWrite);
   ok = expect(send(dev, map) == Status::kOk, "MAP") && ok;
 
   // A 64-byte DMA 0x10 into the mapping lands in guest memory at the mapped GPA.
@@ -97,12 +87,7 @@ int main() {
     ok = expect(std::memcmp(&guest[kMapGpa - kGpaBase + 0x10], "vxlate", 6) == 0, "write through hva") && ok;
   }
 
-  engine::wire::ReqUnmap unmap{};
-  unmap.head.type = engine::kReqUnmap;
-  unmap.domain.set(kDomain);
-  unmap.virt_start.set(kIova);
-  unmap.virt_end.set(kIova + kMapSize - 1);
-  ok = expect(send(dev, unmap) == Status::kOk, "UNMAP") && ok;
+  ok = expect(send(dev, engine::wire::unmap_req(kDomain, kIova, kIova + kMapSize - 1)) == Status::kOk, "UNMAP") && ok;
 
   // The UNMAP completed (one grace period): no reader can translate the range.
   const Status after = translate(dev, reader, kIova + 0x10, 64, &seg, &nsegs);

@@ -230,41 +230,20 @@ void IommuDriver::add(const Req& req) {
 }
 
 void IommuDriver::add_attach(uint32_t domain, uint32_t endpoint, uint32_t flags) {
-  engine::wire::ReqAttach r{};
-  r.head.type = engine::kReqAttach;
-  r.domain.set(domain);
-  r.endpoint.set(endpoint);
-  r.flags.set(flags);
-  add(r);
+  add(engine::wire::attach_req(domain, endpoint, flags));
 }
 
 void IommuDriver::add_detach(uint32_t domain, uint32_t endpoint) {
-  engine::wire::ReqDetach r{};
-  r.head.type = engine::kReqDetach;
-  r.domain.set(domain);
-  r.endpoint.set(endpoint);
-  add(r);
+  add(engine::wire::detach_req(domain, endpoint));
 }
 
 void IommuDriver::add_map(uint32_t domain, uint64_t iova, uint64_t size, uint64_t gpa, uint32_t flags) {
-  engine::wire::ReqMap r{};
-  r.head.type = engine::kReqMap;
-  r.domain.set(domain);
-  r.virt_start.set(iova);
-  r.virt_end.set(iova + size - 1);  // inclusive
-  r.phys_start.set(gpa);
-  r.flags.set(flags);
-  add(r);
+  add(engine::wire::map_req(domain, iova, iova + size - 1, gpa, flags));
   ++maps_;
 }
 
 void IommuDriver::add_unmap(uint32_t domain, uint64_t iova, uint64_t size) {
-  engine::wire::ReqUnmap r{};
-  r.head.type = engine::kReqUnmap;
-  r.domain.set(domain);
-  r.virt_start.set(iova);
-  r.virt_end.set(iova + size - 1);  // inclusive
-  add(r);
+  add(engine::wire::unmap_req(domain, iova, iova + size - 1));
   ++unmaps_;
 }
 

@@ -34,51 +34,12 @@ namespace wire = engine::wire;
 
 // --- requests (the device-readable part) ------------------------------------
 
-inline wire::ReqAttach attach_req(uint32_t domain, uint32_t endpoint, uint32_t flags = 0) {
-  wire::ReqAttach r{};
-  r.head.type = engine::kReqAttach;
-  r.domain.set(domain);
-  r.endpoint.set(endpoint);
-  r.flags.set(flags);
-  return r;
-}
-
-inline wire::ReqDetach detach_req(uint32_t domain, uint32_t endpoint) {
-  wire::ReqDetach r{};
-  r.head.type = engine::kReqDetach;
-  r.domain.set(domain);
-  r.endpoint.set(endpoint);
-  return r;
-}
-
-// [virt_start, virt_last] -> phys_start; virt_last is the spec's inclusive virt_end.
-inline wire::ReqMap map_req(uint32_t domain, uint64_t virt_start, uint64_t virt_last, uint64_t phys_start,
-                            uint32_t flags) {
-  wire::ReqMap r{};
-  r.head.type = engine::kReqMap;
-  r.domain.set(domain);
-  r.virt_start.set(virt_start);
-  r.virt_end.set(virt_last);
-  r.phys_start.set(phys_start);
-  r.flags.set(flags);
-  return r;
-}
-
-inline wire::ReqUnmap unmap_req(uint32_t domain, uint64_t virt_start, uint64_t virt_last) {
-  wire::ReqUnmap r{};
-  r.head.type = engine::kReqUnmap;
-  r.domain.set(domain);
-  r.virt_start.set(virt_start);
-  r.virt_end.set(virt_last);
-  return r;
-}
-
-inline wire::ReqProbe probe_req(uint32_t endpoint) {
-  wire::ReqProbe r{};
-  r.head.type = engine::kReqProbe;
-  r.endpoint.set(endpoint);
-  return r;
-}
+// The builders are the wire layer's own (vxlate/engine/wire.h).
+using wire::attach_req;
+using wire::detach_req;
+using wire::map_req;
+using wire::probe_req;
+using wire::unmap_req;
 
 // A wire layout as an exact-size byte buffer (a readable part, or guest bytes
 // to copy). Bytes past sizeof(T), for a longer readable part, the caller appends.

@@ -160,6 +160,50 @@ static_assert(offsetof(Config, input_start) == 8 && offsetof(Config, input_end) 
               offsetof(Config, domain_start) == 24 && offsetof(Config, domain_end) == 28 &&
               offsetof(Config, probe_size) == 32 && offsetof(Config, bypass) == 36 && sizeof(Config) == 40);
 
+// Builders: a request's readable part with the head's type set, every other
+// field as given and the reserved bytes zero, for drivers, tools and tests.
+// [virt_start, virt_last] is the spec's inclusive [virt_start, virt_end].
+inline ReqAttach attach_req(uint32_t domain, uint32_t endpoint, uint32_t flags = 0) noexcept {
+  ReqAttach r{};
+  r.head.type = kReqAttach;
+  r.domain.set(domain);
+  r.endpoint.set(endpoint);
+  r.flags.set(flags);
+  return r;
+}
+inline ReqDetach detach_req(uint32_t domain, uint32_t endpoint) noexcept {
+  ReqDetach r{};
+  r.head.type = kReqDetach;
+  r.domain.set(domain);
+  r.endpoint.set(endpoint);
+  return r;
+}
+inline ReqMap map_req(uint32_t domain, uint64_t virt_start, uint64_t virt_last, uint64_t phys_start,
+                      uint32_t flags) noexcept {
+  ReqMap r{};
+  r.head.type = kReqMap;
+  r.domain.set(domain);
+  r.virt_start.set(virt_start);
+  r.virt_end.set(virt_last);
+  r.phys_start.set(phys_start);
+  r.flags.set(flags);
+  return r;
+}
+inline ReqUnmap unmap_req(uint32_t domain, uint64_t virt_start, uint64_t virt_last) noexcept {
+  ReqUnmap r{};
+  r.head.type = kReqUnmap;
+  r.domain.set(domain);
+  r.virt_start.set(virt_start);
+  r.virt_end.set(virt_last);
+  return r;
+}
+inline ReqProbe probe_req(uint32_t endpoint) noexcept {
+  ReqProbe r{};
+  r.head.type = kReqProbe;
+  r.endpoint.set(endpoint);
+  return r;
+}
+
 }  // namespace wire
 
 // Readable sizes of each request (head included, tail excluded), the tail,
