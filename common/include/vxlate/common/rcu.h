@@ -265,8 +265,9 @@ class RcuDeferQueue {
  public:
   using FreeFn = void (*)(void* ctx, void* ptr, uintptr_t tag) noexcept;
 
-  RcuDeferQueue(Rcu& rcu, FreeFn free_fn, void* ctx) noexcept
-      : rcu_(rcu), free_fn_(free_fn), ctx_(ctx) {}
+  // Setup only. Throws std::bad_alloc (libstdc++'s std::deque allocates
+  // when it is constructed).
+  RcuDeferQueue(Rcu& rcu, FreeFn free_fn, void* ctx) : rcu_(rcu), free_fn_(free_fn), ctx_(ctx) {}
   // Frees everything still queued without waiting: the owner guarantees no
   // reader can reach these objects any more (teardown).
   ~RcuDeferQueue();
