@@ -245,8 +245,7 @@ TEST_F(RawRequestq, BadChainsCompletedEmptyGoodOnesServed) {
   EXPECT_EQ(hva(0x1100)[max_w - engine::kTailSize], 0xee);
   // The split tail, gathered from its two descriptors: status OK, reserved
   // bytes zeroed, nothing written past the second descriptor.
-  std::vector<uint8_t> split(hva(0x1800), hva(0x1800) + 2);
-  split.insert(split.end(), hva(0x1810), hva(0x1810) + 2);
+  const std::vector<uint8_t> split = {hva(0x1800)[0], hva(0x1800)[1], hva(0x1810)[0], hva(0x1810)[1]};
   const engine::wire::ReqTail split_tail = test::tail_of(split);
   EXPECT_EQ(split_tail.status, 0);
   EXPECT_EQ(split_tail.reserved[0], 0);
