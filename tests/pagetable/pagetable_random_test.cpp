@@ -139,7 +139,17 @@ class RandomOps {
 
 TEST(PageTableRandom, MatchesReferenceModel) {
   constexpr int kSeeds = 4;
+#if defined(__SANITIZE_THREAD__)
+  // Single-threaded: nothing here for TSan to find that the stress tests do
+  // not, and with the debug checks every write walks the whole table.
+  constexpr int kOpsPerSeed = 1500;
+#elif defined(VXLATE_DEBUG_CHECKS)
+  // Every write also walks the whole table (IoPageTable::verify): a quarter of
+  // the operations keeps the ASan build's run to a minute or two.
+  constexpr int kOpsPerSeed = 7500;
+#else
   constexpr int kOpsPerSeed = 30000;  // 120k operations in all
+#endif
   for (int seed = 1; seed <= kSeeds; ++seed) {
     SCOPED_TRACE(seed);
     Rcu rcu(2);
