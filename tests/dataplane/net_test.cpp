@@ -361,6 +361,29 @@ TEST_P(NetTest, RxWithoutMergeable) {
   for (rte_mbuf* x : m) rte_pktmbuf_free(x);
 }
 
+TEST_P(NetTest, RxInconsistentMbufIsDroppedNotCopied) {
+  // The caller's mbuf claims 200 bytes but its segments hold 600: the buffers
+  // gathered for 200 must not be overrun by a copy that walks data_len.
+  make_net(true);
+  post_rx({256}, 0);
+  post_rx({256}, 1);
+  rte_mbuf* bad = make_mbuf(pattern(600, 41), {300, 300});
+  bad->pkt_len = 200;
+  ASSERT_EQ(rx(&bad, 1), 1);  // taken and dropped
+  EXPECT_EQ(net->rx_stats(0).dropped, 1u);
+  EXPECT_TRUE(used(rxq).empty());
+  EXPECT_EQ(rx_bytes(0, 256), Bytes(256, 0xcc));  // untouched
+  EXPECT_EQ(rx_bytes(1, 256), Bytes(256, 0xcc));
+  bad->pkt_len = 600;
+  rte_pktmbuf_free(bad);
+  // The ring is intact: the next frame lands in the first buffer.
+  const Bytes ok = pattern(100, 42);
+  rte_mbuf* good = make_mbuf(ok, {100});
+  ASSERT_EQ(rx(&good, 1), 1);
+  expect_rx(ok, {0}, {112}, used(rxq));
+  rte_pktmbuf_free(good);
+}
+
 TEST_P(NetTest, RxOutOfBuffersGivesChainsBack) {
   make_net(true);
   for (uint64_t t = 0; t < 6; ++t) post_rx({256}, t);  // 1.5 frames' worth

@@ -135,13 +135,13 @@ class Rcu {
     // loads, so either the writer waits for this reader or the reader sees
     // the writer's publication. The token may be stale: the writer then waits.
     __atomic_store_n(&v_->qsbr_cnt[id].cnt, __atomic_load_n(&v_->token, __ATOMIC_RELAXED), __ATOMIC_SEQ_CST);
-    self_ = Self{this, id};
+    self_ = Self{serial_, id};
     for_each_client([id](RcuClient& c) { c.rcu_online(id); });
   }
   void offline(uint32_t id) noexcept {
     VXLATE_DCHECK(id < max_readers_, "Rcu::offline: reader id out of range");
     VXLATE_DCHECK(sections_[id] == 0, "Rcu::offline: inside a read section (a burst)");
-    if (self_.rcu == this && self_.id == id) self_ = Self{nullptr, kNoReader};
+    if (self_.rcu == serial_ && self_.id == id) self_ = Self{0, kNoReader};
     rte_rcu_qsbr_thread_offline(v_, id);
   }
   // Reader side, wait-free: "I hold no protected pointer now." One call per
@@ -219,13 +219,16 @@ class Rcu {
   // The reader id this thread went online with, per thread, so that a
   // blocking writer call made by an online reader between its bursts does not
   // wait on itself (set by online(), cleared by offline(); one Rcu per thread
-  // is remembered, the last one it went online in).
+  // is remembered, the last one it went online in). The Rcu is named by a
+  // serial number, never reused, rather than its address: a thread that never
+  // went offline must not be mistaken for a reader of a later Rcu that happens
+  // to live at the same address.
   struct Self {
-    const Rcu* rcu;
+    uint64_t rcu;  // serial_ of the Rcu, 0 for none
     uint32_t id;
   };
-  static inline thread_local Self self_{nullptr, kNoReader};
-  uint32_t self_on_this_thread() const noexcept { return self_.rcu == this ? self_.id : kNoReader; }
+  static inline thread_local Self self_{0, kNoReader};
+  uint32_t self_on_this_thread() const noexcept { return self_.rcu == serial_ ? self_.id : kNoReader; }
 
   template <typename F>
   void for_each_client(F&& f) noexcept {
@@ -244,6 +247,11 @@ class Rcu {
 
   rte_rcu_qsbr* v_ = nullptr;
   uint32_t max_readers_ = 0;
+  const uint64_t serial_ = next_serial();  // this instance, for self_
+  static uint64_t next_serial() noexcept {
+    static std::atomic<uint64_t> n{0};
+    return n.fetch_add(1, std::memory_order_relaxed) + 1;  // relaxed: only uniqueness matters
+  }
   Mutex reg_mu_;
   std::vector<bool> used_ VXLATE_GUARDED_BY(reg_mu_);
   // Registered ids are below this (release in register_reader(), acquire in
