@@ -120,7 +120,11 @@ class BackgroundReader {
   Rcu& rcu_;
   vxlate::iotlb::Iotlb& tlb_;
   const uint32_t id_;
-  std::atomic<bool> started_{false}, stop_{false};
+  // Own cache line: the reader polls stop_ in its loop, and a benchmark's
+  // locals sharing that line would ping-pong it between the two cores.
+  alignas(64) std::atomic<bool> started_{false};
+  std::atomic<bool> stop_{false};
+  char pad_[64 - 2 * sizeof(std::atomic<bool>)];
   std::thread thread_;
 };
 

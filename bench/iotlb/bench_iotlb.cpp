@@ -236,7 +236,11 @@ class BackgroundReader {
 
   VxlateIotlb& v_;
   const Workload& w_;
-  std::atomic<bool> started_{false}, stop_{false};
+  // Own cache line: the reader polls stop_ in its loop, and a benchmark's
+  // locals sharing that line would ping-pong it between the two cores.
+  alignas(64) std::atomic<bool> started_{false};
+  std::atomic<bool> stop_{false};
+  char pad_[64 - 2 * sizeof(std::atomic<bool>)];
   std::atomic<uint64_t> translated_{0};
   std::thread thread_;
 };
@@ -296,7 +300,9 @@ void BM_HitUnderChurn(benchmark::State& state) {
   for (uint64_t& p : churn.pages) p += kWindowPages * kLeaf4K;
   auto impl = make_impl<Impl>(kEntries);
   insert_all(*impl, hot);
-  std::atomic<bool> stop{false}, writer_done{false};
+  // Own cache line (the writer polls it; the timed reader's locals must not share it).
+  alignas(64) std::atomic<bool> stop{false};
+  alignas(64) std::atomic<bool> writer_done{false};
   std::atomic<uint64_t> writer_ops{0};
   // vxlate's writer must not run until the reader is registered: sync() would
   // not wait for it otherwise, which is allowed but not what is measured.
