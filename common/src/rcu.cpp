@@ -1,5 +1,6 @@
 #include "vxlate/common/rcu.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -79,12 +80,27 @@ void Rcu::detach(RcuClient& c) noexcept {
 }
 
 bool Rcu::check(uint64_t token) const noexcept {
+  // acquire: pairs with the release CAS below, made after a scan whose
+  // acquire loads saw every online reader acknowledge at least acked_: what
+  // those readers did before acknowledging happens-before our return.
+  if (token <= acked_.load(std::memory_order_acquire)) return true;
   const uint32_t n = id_bound_.load(std::memory_order_acquire);  // pairs with register_reader()
+  uint64_t least = UINT64_MAX;  // the oldest token an online reader acknowledged
   for (uint32_t id = 0; id < n; ++id) {
     // seq_cst: pairs with online()'s seq_cst store (see there) and, as an
     // acquire, with the release store of each quiescent report.
     const uint64_t c = __atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_SEQ_CST);
-    if (c != __RTE_QSBR_CNT_THR_OFFLINE && c < token) return false;
+    if (c == __RTE_QSBR_CNT_THR_OFFLINE) continue;
+    if (c < token) return false;
+    least = std::min(least, c);
+  }
+  // Every token up to `least` (up to `token`, with no reader online) is now
+  // acknowledged: later checks of such tokens need no scan, which would touch
+  // every reader's counter line, as DPDK's acked_token saves them. An atomic
+  // max, so that concurrent writers may check at once.
+  const uint64_t acked = least == UINT64_MAX ? token : least;
+  uint64_t cur = acked_.load(std::memory_order_relaxed);
+  while (cur < acked && !acked_.compare_exchange_weak(cur, acked, std::memory_order_release, std::memory_order_relaxed)) {
   }
   return true;
 }

@@ -34,8 +34,9 @@
 // readers' counters with atomic loads, online() stores the reader's counter
 // with seq_cst. rte_rcu_qsbr_check() caches the oldest acknowledged token in a
 // plain field (acked_token) that two concurrent callers would race on; our
-// check() keeps no such cache, so several control threads (one per device)
-// may run start()/check()/synchronize() on one Rcu at the same time. The
+// check() keeps the same cache in an atomic (raised by compare-and-swap), so
+// several control threads (one per device) may run start()/check()/
+// synchronize() on one Rcu at the same time. The
 // store->load pairs that coming online relies on (the reader stores its
 // counter, then loads what writers published; a writer publishes, then loads
 // the counters) are seq_cst on both sides, not a fence that only x86's locked
@@ -257,6 +258,8 @@ class Rcu {
   // Registered ids are below this (release in register_reader(), acquire in
   // check()): bounds the counter scan.
   std::atomic<uint32_t> id_bound_{0};
+  // Tokens up to this are acknowledged by every reader (check()'s cache).
+  mutable std::atomic<uint64_t> acked_{0};
   // Attached clients: slots [0, nclients_) hold a client or nullptr. Written
   // under reg_mu_ (release), read by readers (acquire).
   std::unique_ptr<std::atomic<RcuClient*>[]> clients_;
