@@ -37,10 +37,14 @@ IommuQueues::IommuQueues(engine::Device& dev, const QueueConfig& requestq, const
       max_writable_(max_writable(dev)) {
   if (requestq.access_platform || eventq.access_platform)
     throw std::invalid_argument("IommuQueues: the virtio-iommu queues are not translated by the IOMMU itself");
-  slots_.resize(engine::kMaxRequestBurst);
-  out_.resize(engine::kMaxRequestBurst * max_writable_);
-  chains_.resize(engine::kMaxRequestBurst);
-  reqs_.resize(engine::kMaxRequestBurst);
+  // A burst never holds more requests than the queue has entries (begin()
+  // refuses an avail index further ahead), nor more than one handle_burst()
+  // takes: scratch for that many (a queue of 0 or a bad size never begins).
+  const size_t burst = valid_queue_size(requestq.size) ? std::min<size_t>(requestq.size, engine::kMaxRequestBurst) : 0;
+  slots_.resize(burst);
+  out_.resize(burst * max_writable_);
+  chains_.resize(burst);
+  reqs_.resize(burst);
 }
 
 void IommuQueues::scatter(const Chain& c, const uint8_t* src, uint32_t len) noexcept {
@@ -57,7 +61,7 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt) noexcept {
   size_t n = 0;
   // Every chain popped, good, bad or refused, counts against the burst.
   if (req_.begin(kNoReader, engine::kMaxRequestBurst)) {
-    while (n < engine::kMaxRequestBurst && req_.pop(&chains_[n])) {
+    while (n < chains_.size() && req_.pop(&chains_[n])) {
       const Chain& c = chains_[n];
       // A request needs its struct (readable) and room for the tail
       // (writable); the device never writes beyond what it can scatter.
