@@ -3,7 +3,7 @@
 //
 // A poll-mode lcore owns the queue. Once per poll-loop iteration it calls
 // begin(), which translates the three ring areas for this burst (with
-// VIRTIO_F_ACCESS_PLATFORM through Device::translate, i.e. the IOTLB, so ring
+// VIRTIO_F_ACCESS_PLATFORM through Device::iova_to_hva, i.e. the IOTLB, so ring
 // translations are cached and invalidated like any other; without it through
 // the memory table), then pop() chain after chain, push() a used entry for
 // each, and publish() once. The ring pointers and every buffer pointer pop()

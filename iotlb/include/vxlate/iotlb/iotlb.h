@@ -56,9 +56,10 @@
 //   - Reader side: online(), offline(), quiescent(), translate(),
 //     translate_burst(); reader id = the caller's Rcu reader id, owned by one
 //     thread; wait-free apart from the page-table walk on a miss (also
-//     wait-free). quiescent() is the reader's only Rcu quiescent report: call
-//     it instead of Rcu::quiescent(), once per poll-loop iteration, between
-//     bursts. Debug builds check the id and that the reader is online.
+//     wait-free). quiescent() is Rcu::quiescent(): either, through any IOTLB
+//     of the Rcu, applies every attached IOTLB's invalidations. Once per
+//     poll-loop iteration, between bursts. Debug builds check the id and that
+//     the reader is online.
 //   - Writer side: add_*(), sync(), pending(); one thread at a time per Iotlb
 //     (the device's control thread; checked in debug builds). sync() blocks
 //     for one grace period.
