@@ -26,8 +26,9 @@
 // engine/src/fault_events.cpp (one class each, both roles, tagged per call).
 //
 // Thread-safety contract (the fixed tags of docs/design.md):
-//   - Control side: handle(), handle_burst(), set_mem_table(), drain_events(),
-//     write_bypass(), read_config(), features(), config() and the counters; one
+//   - Control side: handle(), handle_burst(), the iotlb_*() calls,
+//     set_mem_table(), drain_events(), write_bypass(), read_config(),
+//     features(), config() and the counters; one
 //     thread at a time per Device (its request-queue thread); not internally
 //     locked; checked by VXLATE_DCHECK in debug builds.
 //   - Reader side: iova_to_hva(), iova_to_gpa(), gpa_to_hva(); an online reader
@@ -157,6 +158,30 @@ class Device {
     return mem_.gpa_to_hva(gpa, len, segs, nsegs);
   }
 
+  // --- control side: device IOTLB (device_iotlb.cpp) ------------------------
+  //
+  // For a Device that is a vhost-user device IOTLB rather than a virtio-iommu
+  // device: the VMM pushes translations and invalidations; each endpoint gets
+  // a private domain (its id = the endpoint's) on its first update, and the
+  // reader side translates through it as through any domain. Do not mix these
+  // calls with virtio-iommu requests on one Device.
+
+  // Control side: caches iova [iova, iova + size) -> gpa (the address the
+  // memory table maps: for vhost-user, the front end's virtual address) with
+  // `perms` (pagetable::Perm bits). An identical entry is kept; overlapping
+  // stale entries are removed first (with a grace period). OK; INVAL: size 0,
+  // the range wraps, no or unknown perms; RANGE: not granule-aligned or past
+  // the input range; NOENT: endpoint out of range; NOMEM: no room even after
+  // dropping the endpoint's other entries.
+  Status iotlb_update(EndpointId ep, uint64_t iova, uint64_t size, uint64_t gpa, uint8_t perms) noexcept;
+  // Control side: removes every cached entry that overlaps [iova, iova +
+  // size) (size 0: everything; an end past 2^64 saturates), whole; when it
+  // returns after removing any, one grace period has passed, so no reader
+  // uses them any more. OK, or NOENT for an endpoint out of range.
+  Status iotlb_invalidate(EndpointId ep, uint64_t iova, uint64_t size) noexcept;
+  // Control side: iotlb_invalidate() of everything of endpoint `ep`.
+  void iotlb_flush(EndpointId ep) noexcept;
+
   // The IOTLB: its reader side (online/quiescent/offline) is how data-plane
   // lcores take part in this Device's grace periods.
   iotlb::Iotlb& iotlb() noexcept { return tlb_; }
@@ -202,6 +227,9 @@ class Device {
   bool domain_in_range(uint32_t d) const noexcept { return d >= cfg_.domain_start && d <= cfg_.domain_last; }
   void sync() noexcept;
   bool reclaim_dying() noexcept;
+  // Device IOTLB (device_iotlb.cpp).
+  Status iotlb_domain(EndpointId ep, Domain** dom) noexcept;
+  size_t drop_extents(Domain& dom, uint64_t start, uint64_t last) noexcept;
   void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
 
   // Reader side (translate.cpp).

@@ -1,0 +1,101 @@
+// The Device as a device IOTLB (vhost-user's IOTLB_MSG): the VMM owns the
+// IOMMU and pushes translations (UPDATE) and invalidations; the Device caches
+// them in one private domain per endpoint, so the data path translates them
+// exactly like virtio-iommu mappings (IOTLB in front of a page table). Control
+// side, on the device's control thread.
+//
+// A cache may always forget more than it is told: an INVALIDATE removes every
+// cached mapping it touches, whole (an UPDATE is one IOMMU page, so this
+// rarely removes more than asked), and an UPDATE that overlaps stale entries
+// replaces them. Either waits one grace period when it removed anything, so
+// that on return no reader holds or is still using a removed translation.
+#include <algorithm>
+
+#include "vxlate/common/range.h"
+#include "vxlate/engine/device.h"
+
+namespace vxlate::engine {
+
+Status Device::iotlb_domain(EndpointId ep, Domain** dom) noexcept {
+  DomainId d{0};
+  if (!endpoint_domain(ep, &d)) {
+    // The endpoint's private domain carries the endpoint's id.
+    if (const Status s = attach(wire::attach_req(ep.value, ep.value)); s != Status::kOk) return s;
+    d = DomainId{ep.value};
+  }
+  auto it = domains_.find(d.value);
+  if (it == domains_.end() || it->second->bypass) return Status::kInval;
+  *dom = it->second.get();
+  return Status::kOk;
+}
+
+size_t Device::drop_extents(Domain& dom, uint64_t start, uint64_t last) noexcept {
+  auto e = dom.extents.upper_bound(start);
+  if (e != dom.extents.begin() && std::prev(e)->second.virt_last >= start) --e;
+  size_t n = 0;
+  while (e != dom.extents.end() && e->first <= last) {
+    const uint64_t size = e->second.virt_last - e->first + 1;
+    if (e->second.flags & (kMapFlagRead | kMapFlagWrite)) {
+      const size_t before = dom.pt.table_bytes();
+      (void)dom.pt.unmap(e->first, size);  // whole leaves of one mapping: cannot fail
+      retally(dom, before);
+      tlb_.add_invalidate(DomainId{dom.tag}, e->first, size);
+    }
+    e = dom.extents.erase(e);
+    --mappings_;
+    ++n;
+  }
+  return n;
+}
+
+Status Device::iotlb_update(EndpointId ep, uint64_t iova, uint64_t size, uint64_t gpa, uint8_t perms) noexcept {
+  OwnerCheck::Scope owner(control_, "Device::iotlb_update: control calls must come from one thread at a time");
+  uint64_t last = 0;
+  if (!range_last(iova, size, &last) || (perms & pagetable::kPermReadWrite) == 0 ||
+      (perms & ~pagetable::kPermReadWrite) != 0)
+    return Status::kInval;
+  if (!endpoint_exists(ep.value)) return Status::kNoEnt;
+  Domain* dom = nullptr;
+  if (const Status s = iotlb_domain(ep, &dom); s != Status::kOk) return s;
+  const uint32_t flags = ((perms & pagetable::kPermRead) ? kMapFlagRead : 0) |
+                         ((perms & pagetable::kPermWrite) ? kMapFlagWrite : 0);
+  // The same translation again (a MISS raced with the VMM's own prefetch): nothing to do.
+  if (auto e = dom->extents.find(iova);
+      e != dom->extents.end() && e->second.virt_last == last && e->second.phys_start == gpa && e->second.flags == flags)
+    return Status::kOk;
+  // Stale entries under the new one go first, and no reader may keep them.
+  if (drop_extents(*dom, iova, last) != 0) sync();
+  Status s = map(wire::map_req(ep.value, iova, last, gpa, flags));
+  if (s == Status::kNoMem && !dom->extents.empty()) {
+    // Full: a cache evicts. Everything of this endpoint goes, then one retry.
+    drop_extents(*dom, 0, UINT64_MAX);
+    sync();
+    s = map(wire::map_req(ep.value, iova, last, gpa, flags));
+  }
+  return s;
+}
+
+Status Device::iotlb_invalidate(EndpointId ep, uint64_t iova, uint64_t size) noexcept {
+  OwnerCheck::Scope owner(control_, "Device::iotlb_invalidate: control calls must come from one thread at a time");
+  if (!endpoint_exists(ep.value)) return Status::kNoEnt;
+  // vhost-user: size 0 means the whole space, and an end past 2^64 saturates
+  // (QEMU's upper IOMMU section invalidates [0xfef00000, 2^64)); an
+  // invalidation is never ignored for its range.
+  uint64_t last = UINT64_MAX;
+  if (size == 0) iova = 0;
+  else if (!range_last(iova, size, &last)) last = UINT64_MAX;
+  DomainId d{0};
+  if (!endpoint_domain(ep, &d)) return Status::kOk;  // nothing cached
+  auto it = domains_.find(d.value);
+  if (it == domains_.end() || it->second->bypass) return Status::kOk;
+  // Nothing removed: no reader can hold a translation of the range (every
+  // earlier removal was followed by its grace period).
+  if (drop_extents(*it->second, iova, last) != 0) sync();
+  return Status::kOk;
+}
+
+void Device::iotlb_flush(EndpointId ep) noexcept {
+  (void)iotlb_invalidate(ep, 0, 0);
+}
+
+}  // namespace vxlate::engine
