@@ -1,11 +1,11 @@
 # cmake/install.cmake: what `cmake --install` puts under the prefix.
 #
 #   include/vxlate/{common,pagetable,iotlb,engine,dataplane}/   public headers
-#   lib*/libvxlate_{common,pagetable,iotlb,engine,dataplane}.a  product libraries
+#   lib*/libvxlate_{common,pagetable,iotlb,engine,dataplane,vhost_user}.a  product libraries
 #   bin/vxlate-replay, bin/vxlate-netperf                       (apps/CMakeLists.txt)
 #   lib*/cmake/vxlate/   vxlateConfig.cmake, vxlateConfigVersion.cmake,
 #                        vxlateTargets*.cmake: vxlate::common, ::pagetable,
-#                        ::iotlb, ::engine, ::dataplane (and ::dpdk, below)
+#                        ::iotlb, ::engine, ::dataplane, ::vhost_user (and ::dpdk, below)
 #   lib*/pkgconfig/      vxlate.pc (the core), vxlate-dataplane.pc
 #
 # Only product libraries are installed: never vxlate::load (test doubles, load
@@ -61,7 +61,9 @@ set_target_properties(vxlate_dpdk PROPERTIES EXPORT_NAME dpdk)
 # own build, which sets CMAKE_CXX_STANDARD 20.
 target_compile_features(vxlate_common INTERFACE cxx_std_20)
 list(TRANSFORM _vxlate_products PREPEND vxlate_ OUTPUT_VARIABLE _vxlate_targets)
-install(TARGETS ${_vxlate_targets} vxlate_dpdk
+# The vhost-user back end: its own target in dataplane/ (headers installed with dataplane's).
+set_target_properties(vxlate_vhost_user PROPERTIES EXPORT_NAME vhost_user)
+install(TARGETS ${_vxlate_targets} vxlate_vhost_user vxlate_dpdk
         EXPORT vxlateTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -99,7 +99,7 @@ uint16_t NetDevice::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp,
     ++n;
   }
   p.tx_stats.packets += n;
-  p.tx.publish();
+  p.tx_irq |= p.tx.publish();
   return n;
 }
 
@@ -197,7 +197,7 @@ uint16_t NetDevice::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const*
     p.rx_stats.bytes += m->pkt_len;
     ++p.rx_stats.packets;
   }
-  p.rx.publish();
+  p.rx_irq |= p.rx.publish();
   return n;
 }
 

@@ -35,8 +35,18 @@ Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept
 Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
                             size_t* n) noexcept {
   ++stats_.translations;
-  if (cfg_.access_platform) return dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n);
-  return dev_.gpa_to_hva(addr, len, out, n);
+  if (!cfg_.access_platform) return dev_.gpa_to_hva(addr, len, out, n);
+  if (!cfg_.hold_on_miss) return dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n);
+  engine::FaultEvent fault{};
+  const Status st = dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n, &fault);
+  if (st == Status::kFault) {
+    walk_missed_ = true;
+    if (!has_miss_) {  // the first miss not yet taken: the one the rest waits behind
+      miss_ = Miss{fault.address, access};
+      has_miss_ = true;
+    }
+  }
+  return st;
 }
 
 bool Virtqueue::translate_ring(uint64_t addr, uint64_t len, uint8_t access, uint64_t align, uint8_t** hva) noexcept {
@@ -62,9 +72,16 @@ bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
   uint8_t* used = nullptr;
   // The device only reads the descriptor table and the avail ring and only
   // writes the used ring (avail_event included).
-  if (!valid_queue_size(size) || !translate_ring(cfg_.desc, desc_bytes(size), kPermRead, kDescAlign, &desc) ||
-      !translate_ring(cfg_.avail, avail_bytes(size), kPermRead, kAvailAlign, &avail) ||
-      !translate_ring(cfg_.used, used_bytes(size), kPermWrite, kUsedAlign, &used)) {
+  if (cfg_.rings_host) {
+    desc = reinterpret_cast<uint8_t*>(cfg_.desc);
+    avail = reinterpret_cast<uint8_t*>(cfg_.avail);
+    used = reinterpret_cast<uint8_t*>(cfg_.used);
+  }
+  if (!valid_queue_size(size) ||
+      (!cfg_.rings_host &&
+       (!translate_ring(cfg_.desc, desc_bytes(size), kPermRead, kDescAlign, &desc) ||
+        !translate_ring(cfg_.avail, avail_bytes(size), kPermRead, kAvailAlign, &avail) ||
+        !translate_ring(cfg_.used, used_bytes(size), kPermWrite, kUsedAlign, &used)))) {
     desc_ = nullptr;
     ++stats_.ring_faults;
     return false;
@@ -97,6 +114,7 @@ bool Virtqueue::pop(Chain* c) noexcept {
     const uint16_t head = avail_.ring(last_avail_ & (cfg_.size - 1));  // plain: ordered by the acquire above
     ++last_avail_;
     BadChain why{};
+    walk_missed_ = false;
     if (head >= cfg_.size) {
       // No descriptor to complete: skip it.
       count_bad(BadChain::kHeadRange);
@@ -104,6 +122,14 @@ bool Virtqueue::pop(Chain* c) noexcept {
     }
     const bool good = walk(head, c, &why);
     stats_.descs += c->descs;
+    if (!good && why == BadChain::kUnmapped && walk_missed_) {
+      // hold_on_miss: the chain waits in its ring for the translation, and
+      // so does everything behind it (used entries stay in order).
+      --last_avail_;
+      budget_ = 0;
+      ++stats_.held;
+      return false;
+    }
     if (good) {
       ++stats_.chains;
       VXLATE_DEBUG_ONLY(++unpoppable_;)

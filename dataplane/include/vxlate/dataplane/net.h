@@ -94,6 +94,18 @@ class NetDevice {
   // Owner (or anyone once the owner stopped).
   const Virtqueue& rxq(uint16_t qp) const noexcept { return pairs_[qp]->rx; }
   const Virtqueue& txq(uint16_t qp) const noexcept { return pairs_[qp]->tx; }
+  // Owner: the queues themselves (set_base() before the first burst,
+  // take_miss() between bursts).
+  Virtqueue& rxq(uint16_t qp) noexcept { return pairs_[qp]->rx; }
+  Virtqueue& txq(uint16_t qp) noexcept { return pairs_[qp]->tx; }
+  // Owner, between bursts: whether the driver asked for an interrupt for the
+  // used entries published since the last call, per queue; clears both.
+  void take_interrupts(uint16_t qp, bool* rx, bool* tx) noexcept {
+    Pair& p = *pairs_[qp];
+    *rx = p.rx_irq;
+    *tx = p.tx_irq;
+    p.rx_irq = p.tx_irq = false;
+  }
   const NetQueueStats& rx_stats(uint16_t qp) const noexcept { return pairs_[qp]->rx_stats; }
   const NetQueueStats& tx_stats(uint16_t qp) const noexcept { return pairs_[qp]->tx_stats; }
   uint64_t interrupts(uint16_t qp) const noexcept { return pairs_[qp]->rx.stats().interrupts + pairs_[qp]->tx.stats().interrupts; }
@@ -105,6 +117,8 @@ class NetDevice {
     Virtqueue tx;
     NetQueueStats rx_stats;
     NetQueueStats tx_stats;
+    bool rx_irq = false;  // publish() asked for an interrupt since take_interrupts()
+    bool tx_irq = false;
     Chain tx_chain;
     Chain rx_chains[kMaxMergeChains];
   };

@@ -87,6 +87,25 @@ struct QueueConfig {
   uint32_t max_chain_bytes = 0;
   // Descriptors one chain may visit (0: kMaxChainDescs, which also caps it).
   uint32_t max_chain_descs = 0;
+  // desc/avail/used are host virtual addresses already, checked by the owner
+  // to lie in memory it mapped for the queue's lifetime (vhost-user without
+  // ACCESS_PLATFORM: ring addresses are the front end's virtual addresses,
+  // translated once when the queue starts).
+  bool rings_host = false;
+  // A device IOTLB (vhost-user with ACCESS_PLATFORM) that learns translations
+  // on demand: an IOVA that does not translate is a miss, not a fault. A
+  // chain with a buffer that misses stays in the ring (pop() stops there and
+  // the burst ends), a ring area that misses stops begin(); take_miss() says
+  // which address to ask the VMM for. Without it such a chain is bad
+  // (kUnmapped).
+  bool hold_on_miss = false;
+};
+
+// The first address a burst could not translate with hold_on_miss, for the
+// owner to ask the VMM for (vhost-user IOTLB MISS).
+struct Miss {
+  uint64_t iova;
+  uint8_t access;  // pagetable::Perm bits
 };
 
 // One popped chain: readable segments first, then writable ones.
@@ -123,6 +142,7 @@ struct VirtqueueStats {
   uint64_t interrupts = 0;      // publish() calls that asked for an interrupt
   uint64_t ring_faults = 0;     // begin() could not translate a ring area
   uint64_t broken = 0;          // the avail index jumped; queue stopped
+  uint64_t held = 0;            // pops that left a chain in the ring for a miss (hold_on_miss)
   std::array<uint64_t, static_cast<size_t>(BadChain::kCount)> bad{};
   uint64_t bad_total() const noexcept {
     uint64_t n = 0;
@@ -178,6 +198,23 @@ class Virtqueue {
   void disable_kicks() noexcept;
   bool enable_kicks() noexcept;
 
+  // Setup only (before the first begin()): the index of the next avail slot
+  // and of the next used entry (vhost-user's SET_VRING_BASE), for a queue
+  // that resumes where another left off.
+  void set_base(uint16_t idx) noexcept { last_avail_ = used_idx_ = idx; }
+  // Owner, between bursts (or anyone once the owner stopped): the next avail
+  // slot to pop (vhost-user's GET_VRING_BASE). Every chain before it has its
+  // used entry published.
+  uint16_t last_avail() const noexcept { return last_avail_; }
+  // Owner: the miss this queue ran into since the last call (hold_on_miss),
+  // if any; clears it.
+  bool take_miss(Miss* m) noexcept {
+    if (!has_miss_) return false;
+    *m = miss_;
+    has_miss_ = false;
+    return true;
+  }
+
   bool broken() const noexcept { return broken_; }
   const QueueConfig& config() const noexcept { return cfg_; }
   const VirtqueueStats& stats() const noexcept { return stats_; }
@@ -211,6 +248,9 @@ class Virtqueue {
   // chain), the most unpop() may give back.
   uint16_t unpoppable_ = 0;
   bool broken_ = false;
+  bool has_miss_ = false;     // miss_ holds a miss not yet taken
+  bool walk_missed_ = false;  // the chain being walked ran into a miss
+  Miss miss_{};
   VirtqueueStats stats_;
 };
 

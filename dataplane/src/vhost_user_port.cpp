@@ -1,0 +1,675 @@
+// A vhost-user-net port (vhost_user.h): the front end's messages on the control
+// side, the burst API on the reader side.
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include "vxlate/dataplane/vhost_user.h"
+
+namespace vxlate::dataplane::vhost_user {
+
+namespace {
+
+constexpr EndpointId kEp{0};  // the port's one endpoint in its device IOTLB
+constexpr uint64_t kPage = 4096;
+
+// The port's Device: one endpoint, no reserved regions, no bypass; a cache
+// bound (mappings, tables) a guest cannot push past: an UPDATE beyond it
+// evicts the port's other entries (Device::iotlb_update).
+engine::Config device_config() {
+  engine::Config c;
+  c.endpoint_first = c.endpoint_last = kEp.value;
+  c.resv.clear();
+  c.feature_bypass_config = false;
+  c.max_mappings = size_t{1} << 16;
+  c.max_table_bytes = size_t{256} << 20;
+  return c;
+}
+
+void close_fd(int* fd) noexcept {
+  if (*fd >= 0) ::close(*fd);
+  *fd = -1;
+}
+
+// Relaxed single-writer counter updates.
+void bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+bool is_get(uint32_t request) noexcept {
+  switch (request) {
+    case kGetFeatures:
+    case kGetProtocolFeatures:
+    case kGetQueueNum:
+    case kGetVringBase:
+    case kGetMaxMemSlots:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+// The data plane's view of a port, immutable while published except the
+// owner-only per-pair state (each pair's lcore writes only its own).
+struct Port::Session {
+  std::unique_ptr<NetDevice> pairs[kMaxQueuePairs];
+  int call_fd[kMaxVrings];
+  // Owner only: the last miss each ring posted and when, so that a held
+  // ring re-posts the same page only after kMissRetry.
+  uint64_t last_miss[kMaxVrings] = {};
+  std::chrono::steady_clock::time_point last_miss_at[kMaxVrings];
+  // Counters at publication; the owner stores base + this session's.
+  PortStats base[kMaxQueuePairs];
+  uint64_t held[kMaxQueuePairs] = {};
+  bool waiting[kMaxQueuePairs] = {};  // the last enqueue left frames for a miss
+};
+
+Port::Port(Rcu& rcu, const PortConfig& cfg, int wake_fd)
+    : rcu_(rcu),
+      cfg_(cfg),
+      wake_fd_(wake_fd),
+      dev_(device_config(), rcu),
+      miss_box_(std::make_unique<std::atomic<uint64_t>[]>(kMaxVrings)),
+      counters_(std::make_unique<PairCounters[]>(kMaxQueuePairs)) {
+  if (cfg.queue_pairs == 0 || cfg.queue_pairs > kMaxQueuePairs)
+    throw std::invalid_argument("vhost-user port: queue_pairs must be 1.." + std::to_string(kMaxQueuePairs));
+}
+
+Port::~Port() { disconnect(); }
+
+uint64_t Port::offered_features() const noexcept {
+  uint64_t f = kFeatureVersion1 | kFeatureProtocolFeatures | kNetFeatureMrgRxbuf | kFeatureIndirectDesc |
+               kFeatureEventIdx;
+  if (cfg_.queue_pairs > 1) f |= kNetFeatureMq;
+  if (cfg_.iommu) f |= kFeatureAccessPlatform;
+  return f;
+}
+
+uint64_t Port::offered_protocol_features() const noexcept {
+  // Only what is implemented and safe with QEMU 7.2 (notes 0.9): no CONFIG,
+  // STATUS, CONFIGURE_MEM_SLOTS or INBAND_NOTIFICATIONS.
+  uint64_t p = kProtocolReplyAck | kProtocolBackendReq;
+  if (cfg_.queue_pairs > 1) p |= kProtocolMq;
+  return p;
+}
+
+PortStats Port::stats() const noexcept {
+  PortStats s;
+  auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  for (uint16_t q = 0; q < kMaxQueuePairs; ++q) {
+    const PairCounters& c = counters_[q];
+    s.rx_packets += get(c.rx_packets);
+    s.rx_bytes += get(c.rx_bytes);
+    s.rx_dropped += get(c.rx_dropped);
+    s.rx_held += get(c.rx_held);
+    s.tx_packets += get(c.tx_packets);
+    s.tx_bytes += get(c.tx_bytes);
+    s.tx_no_mbuf += get(c.tx_no_mbuf);
+    s.bad_chains += get(c.bad_chains);
+    s.ring_misses += get(c.ring_misses);
+    s.interrupts += get(c.interrupts);
+  }
+  s.connects = get(ctl_.connects);
+  s.disconnects = get(ctl_.disconnects);
+  s.messages = get(ctl_.messages);
+  s.refused = get(ctl_.refused);
+  s.updates = get(ctl_.updates);
+  s.updates_refused = get(ctl_.updates_refused);
+  s.invalidates = get(ctl_.invalidates);
+  s.ack_ns_total = get(ctl_.ack_ns_total);
+  s.ack_ns_max = get(ctl_.ack_ns_max);
+  s.misses_sent = get(ctl_.misses_sent);
+  s.misses_deduped = get(ctl_.misses_deduped);
+  s.misses_retried = get(ctl_.misses_retried);
+  s.misses_unsent = get(ctl_.misses_unsent);
+  s.iotlb_flushes = get(ctl_.iotlb_flushes);
+  s.sessions = get(ctl_.sessions);
+  return s;
+}
+
+// --- reader side -------------------------------------------------------------
+
+void Port::after_burst(const Session& cs, uint16_t qp, bool rx) noexcept {
+  // The owner's own fields of the session (see Session).
+  Session& s = const_cast<Session&>(cs);
+  NetDevice& net = *s.pairs[qp];
+  const uint32_t ring = 2u * qp + (rx ? 0 : 1);
+  Virtqueue& vq = rx ? net.rxq(0) : net.txq(0);
+  Miss m;
+  if (vq.take_miss(&m)) {
+    const uint64_t v = (m.iova & ~(kPage - 1)) | (uint64_t{m.access} << 1) | 1;
+    const auto now = std::chrono::steady_clock::now();
+    if (v != s.last_miss[ring] || now - s.last_miss_at[ring] >= kMissRetry) {
+      s.last_miss[ring] = v;
+      s.last_miss_at[ring] = now;
+      // acq_rel: the control side's exchange takes it; nothing else is published.
+      if (miss_box_[ring].exchange(v, std::memory_order_acq_rel) == 0 && wake_fd_ >= 0) {
+        const uint64_t one = 1;
+        (void)!::write(wake_fd_, &one, sizeof one);
+      }
+    }
+  }
+  bool irq_rx = false, irq_tx = false;
+  net.take_interrupts(0, &irq_rx, &irq_tx);
+  PairCounters& c = counters_[qp];
+  const PortStats& b = s.base[qp];
+  for (int i = 0; i < 2; ++i) {
+    const bool want = i == 0 ? irq_rx : irq_tx;
+    const int fd = s.call_fd[2u * qp + i];
+    if (want && fd >= 0) {
+      const uint64_t one = 1;
+      (void)!::write(fd, &one, sizeof one);
+      bump(c.interrupts);
+    }
+  }
+  auto set = [](std::atomic<uint64_t>& a, uint64_t v) { a.store(v, std::memory_order_relaxed); };
+  const VirtqueueStats& rs = net.rxq(0).stats();
+  const VirtqueueStats& ts = net.txq(0).stats();
+  if (rx) {
+    set(c.rx_packets, b.rx_packets + net.rx_stats(0).packets);
+    set(c.rx_bytes, b.rx_bytes + net.rx_stats(0).bytes);
+    set(c.rx_dropped, b.rx_dropped + net.rx_stats(0).dropped);
+    set(c.rx_held, b.rx_held + s.held[qp]);
+  } else {
+    set(c.tx_packets, b.tx_packets + net.tx_stats(0).packets);
+    set(c.tx_bytes, b.tx_bytes + net.tx_stats(0).bytes);
+    set(c.tx_no_mbuf, b.tx_no_mbuf + net.tx_stats(0).no_mbuf);
+  }
+  set(c.bad_chains, b.bad_chains + rs.bad_total() + ts.bad_total());
+  set(c.ring_misses, b.ring_misses + rs.ring_faults + ts.ring_faults);
+}
+
+uint16_t Port::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp, rte_mbuf** pkts,
+                             uint16_t count) noexcept {
+  // acquire: pairs with the release store in start_session(): the session's
+  // queues and fds are fully built.
+  const Session* s = session_.load(std::memory_order_acquire);
+  if (s == nullptr || qp >= kMaxQueuePairs || !s->pairs[qp]) return 0;
+  const uint16_t n = s->pairs[qp]->dequeue_burst(reader, 0, mp, pkts, count);
+  after_burst(*s, qp, false);
+  return n;
+}
+
+uint16_t Port::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const* pkts, uint16_t count) noexcept {
+  const Session* s = session_.load(std::memory_order_acquire);  // as in dequeue_burst()
+  if (s == nullptr || qp >= kMaxQueuePairs || !s->pairs[qp]) return 0;
+  NetDevice& net = *s->pairs[qp];
+  const uint64_t held_before = net.rxq(0).stats().held;
+  const uint16_t n = net.enqueue_burst(reader, 0, pkts, count);
+  Session& own = const_cast<Session&>(*s);  // owner-only fields
+  own.waiting[qp] = net.rxq(0).stats().held != held_before && n < count;
+  if (own.waiting[qp]) own.held[qp] += count - n;
+  after_burst(*s, qp, true);
+  return n;
+}
+
+bool Port::rx_waiting_for_miss(uint16_t qp) const noexcept {
+  const Session* s = session_.load(std::memory_order_acquire);  // as in dequeue_burst()
+  return s != nullptr && qp < kMaxQueuePairs && s->pairs[qp] && s->waiting[qp];
+}
+
+// --- control side ------------------------------------------------------------
+
+void Port::reply_u64(const Header& h, uint64_t v, std::vector<uint8_t>* reply) {
+  reply->resize(sizeof(Header) + sizeof(uint64_t));
+  encode(std::span<uint8_t>(*reply), reply_header(h.request.get(), sizeof(uint64_t)));
+  Le64 le;
+  le.set(v);
+  encode(std::span<uint8_t>(*reply).subspan(sizeof(Header)), le);
+}
+
+Port::Action Port::refuse(const Header& h, std::vector<uint8_t>* reply) {
+  bump(ctl_.refused);
+  // A request that asked for an ack gets a failure; one whose reply is a
+  // value cannot be answered, nor can anything else be told: close.
+  if ((h.flags.get() & kFlagNeedReply) != 0 && !is_get(h.request.get())) {
+    reply_u64(h, 1, reply);
+    return Action::kContinue;
+  }
+  return Action::kClose;
+}
+
+void Port::connected() {
+  disconnect();
+  bump(ctl_.connects);
+}
+
+Port::Action Port::handle_message(const Header& h, std::span<const uint8_t> payload, std::span<const int> fds,
+                                  std::vector<uint8_t>* reply) {
+  reply->clear();
+  bump(ctl_.messages);
+  // Every descriptor is closed unless a handler keeps it (sets its slot to -1).
+  std::vector<int> own(fds.begin(), fds.end());
+  struct Closer {
+    std::vector<int>& fds;
+    ~Closer() {
+      for (int& fd : fds) close_fd(&fd);
+    }
+  } closer{own};
+
+  if (check_header(h) != Refusal::kNone) {
+    bump(ctl_.refused);
+    return Action::kClose;
+  }
+  if (check_request(h, payload, own.size(), 2u * cfg_.queue_pairs) != Refusal::kNone) return refuse(h, reply);
+  const uint32_t request = h.request.get();
+  bool ok = true;
+  try {
+    switch (request) {
+      case kGetFeatures:
+        reply_u64(h, offered_features(), reply);
+        return Action::kContinue;
+      case kGetProtocolFeatures:
+        reply_u64(h, offered_protocol_features(), reply);
+        return Action::kContinue;
+      case kGetQueueNum:
+        reply_u64(h, cfg_.queue_pairs, reply);
+        return Action::kContinue;
+      case kSetFeatures:
+        ok = set_features(decode<Le64>(payload).get());
+        break;
+      case kSetProtocolFeatures: {
+        const uint64_t v = decode<Le64>(payload).get();
+        ok = (v & ~offered_protocol_features()) == 0;
+        if (ok) {
+          protocol_features_ = v;
+          protocol_negotiated_ = true;
+        }
+        break;
+      }
+      case kSetOwner:
+        owner_ = true;
+        break;
+      case kResetOwner: {
+        const uint64_t connects = ctl_.connects.load(std::memory_order_relaxed);
+        disconnect();  // the same clean slate, on the same connection
+        ctl_.connects.store(connects, std::memory_order_relaxed);
+        break;
+      }
+      case kSetMemTable:
+        ok = set_mem_table(payload, own);
+        std::fill(own.begin(), own.end(), -1);  // set_mem_table() closed them
+        break;
+      case kSetVringNum:
+      case kSetVringBase:
+      case kSetVringEnable: {
+        const auto st = decode<VringState>(payload);
+        Vring& v = vrings_[st.index.get()];
+        stop_session();
+        if (request == kSetVringNum) {
+          v.num = st.num.get();
+        } else if (request == kSetVringBase) {
+          v.base = static_cast<uint16_t>(st.num.get());
+        } else {
+          v.enable_set = true;
+          v.enabled = st.num.get() == 1;
+        }
+        break;
+      }
+      case kSetVringAddr: {
+        const auto a = decode<VringAddr>(payload);
+        Vring& v = vrings_[a.index.get()];
+        stop_session();
+        v.desc = a.desc_user_addr.get();
+        v.avail = a.avail_user_addr.get();
+        v.used = a.used_user_addr.get();
+        v.addr_set = true;
+        break;
+      }
+      case kGetVringBase: {
+        const auto st = decode<VringState>(payload);
+        Vring& v = vrings_[st.index.get()];
+        stop_session();  // no lcore moves the index any more
+        // The ring stops: QEMU sends no invalidations for a stopped device, so
+        // nothing cached may outlive it (DPDK e7cb7fdf54).
+        v.kicked = false;
+        close_fd(&v.kick_fd);
+        close_fd(&v.call_fd);
+        flush_iotlb();
+        VringState out{};
+        out.index.set(st.index.get());
+        out.num.set(v.base);
+        reply->resize(sizeof(Header) + sizeof(VringState));
+        encode(std::span<uint8_t>(*reply), reply_header(request, sizeof(VringState)));
+        encode(std::span<uint8_t>(*reply).subspan(sizeof(Header)), out);
+        start_session();  // the other pairs go on
+        return Action::kContinue;
+      }
+      case kSetVringKick:
+      case kSetVringCall:
+      case kSetVringErr: {
+        const uint64_t u = decode<Le64>(payload).get();
+        Vring& v = vrings_[u & kVringIndexMask];
+        const int fd = own.empty() ? -1 : own[0];
+        if (!own.empty()) own[0] = -1;
+        if (request == kSetVringErr) {  // never written: QEMU only logs it
+          close_fd(&v.err_fd);
+          v.err_fd = fd;
+          break;
+        }
+        stop_session();  // the data plane may be writing the old call fd
+        int* slot = request == kSetVringKick ? &v.kick_fd : &v.call_fd;
+        close_fd(slot);
+        *slot = fd;
+        if (request == kSetVringKick) v.kicked = true;
+        break;
+      }
+      case kSetBackendReqFd:
+        if ((protocol_features_ & kProtocolBackendReq) == 0) {
+          ok = false;
+          break;
+        }
+        close_fd(&backend_fd_);
+        backend_fd_ = own[0];
+        own[0] = -1;
+        break;
+      case kIotlbMsg:
+        ok = iommu_mode() && iotlb_msg(decode<IotlbMsg>(payload));
+        break;
+      default:
+        // GET_MAX_MEM_SLOTS, ADD/REM_MEM_REG: CONFIGURE_MEM_SLOTS is not offered.
+        ok = false;
+        break;
+    }
+    if (!session_.load(std::memory_order_relaxed)) start_session();
+  } catch (const std::exception&) {
+    // Allocation failed building a session or a table: this connection ends.
+    bump(ctl_.refused);
+    return Action::kClose;
+  }
+  if (!ok) return refuse(h, reply);
+  if ((h.flags.get() & kFlagNeedReply) != 0) reply_u64(h, 0, reply);
+  return Action::kContinue;
+}
+
+bool Port::set_features(uint64_t features) {
+  // Within the offer, and VERSION_1: the 12-byte header NetDevice frames with.
+  if ((features & ~offered_features()) != 0 || (features & kFeatureVersion1) == 0) return false;
+  stop_session();
+  const bool mode_change = ((features ^ features_) & kFeatureAccessPlatform) != 0;
+  features_ = features;
+  features_set_ = true;
+  if (mode_change && !maps_.empty()) {
+    // The memory table is keyed by front-end virtual addresses with
+    // ACCESS_PLATFORM (UPDATE targets), by guest-physical ones without.
+    flush_iotlb();
+    return rebuild_mem_table();
+  }
+  return true;
+}
+
+bool Port::rebuild_mem_table() {
+  std::vector<engine::MemRegion> regions;
+  regions.reserve(maps_.size());
+  for (const Mapping& m : maps_) regions.push_back({iommu_mode() ? m.uaddr : m.gpa, m.size, m.hva});
+  std::sort(regions.begin(), regions.end(), [](const auto& a, const auto& b) { return a.gpa < b.gpa; });
+  return dev_.set_mem_table(regions) == Status::kOk;  // waits out readers of the old table
+}
+
+bool Port::set_mem_table(std::span<const uint8_t> payload, std::span<const int> fds) {
+  const auto head = decode<MemoryHead>(payload);
+  const uint32_t n = head.nregions.get();  // == fds.size(), checked by check_request()
+  std::vector<Mapping> fresh;
+  bool ok = true;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  for (uint32_t i = 0; i < n && ok; ++i) {
+    const auto r = decode<MemRegion>(payload.subspan(sizeof(MemoryHead) + i * sizeof(MemRegion)));
+    Mapping m;
+    m.gpa = r.guest_phys_addr.get();
+    m.size = r.memory_size.get();
+    m.uaddr = r.userspace_addr.get();
+    const uint64_t offset = r.mmap_offset.get();
+    struct stat st {};
+    // The file must hold the whole region (else touching it raises SIGBUS);
+    // offset + size does not wrap (check_request()).
+    if (::fstat(fds[i], &st) != 0 || st.st_size < 0 || static_cast<uint64_t>(st.st_size) < offset + m.size) {
+      ok = false;
+      break;
+    }
+    // mmap offsets must be aligned to the file's block (a huge page on hugetlbfs).
+    uint64_t align = st.st_blksize > 0 ? static_cast<uint64_t>(st.st_blksize) : page;
+    if ((align & (align - 1)) != 0 || align < page) align = page;
+    const uint64_t start = offset & ~(align - 1);
+    m.len = offset + m.size - start;
+    m.base = ::mmap(nullptr, m.len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[i], static_cast<off_t>(start));
+    if (m.base == MAP_FAILED) {
+      ok = false;
+      break;
+    }
+    m.hva = reinterpret_cast<uint64_t>(m.base) + (offset - start);
+    fresh.push_back(m);
+  }
+  for (int fd : fds) ::close(fd);  // the mappings keep the memory
+  if (!ok) {
+    for (const Mapping& m : fresh) ::munmap(m.base, m.len);
+    return false;
+  }
+  // No lcore may use the old table or a translation into it any more.
+  stop_session();
+  flush_iotlb();
+  std::vector<Mapping> old = std::move(maps_);
+  maps_ = std::move(fresh);
+  const bool built = rebuild_mem_table();
+  for (const Mapping& m : old) ::munmap(m.base, m.len);
+  if (!built) unmap_all();
+  return built;
+}
+
+bool Port::ring_in_memory(uint64_t uaddr, uint64_t len, uint64_t* hva) const noexcept {
+  uint64_t last = 0;
+  if (!range_last(uaddr, len, &last)) return false;
+  for (const Mapping& m : maps_) {
+    if (uaddr >= m.uaddr && last <= m.uaddr + (m.size - 1)) {
+      *hva = m.hva + (uaddr - m.uaddr);
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Port::iotlb_msg(const IotlbMsg& m) {
+  const uint64_t iova = m.iova.get(), size = m.size.get();
+  if (m.type == kIotlbInvalidate) {
+    const auto t0 = std::chrono::steady_clock::now();
+    (void)dev_.iotlb_invalidate(kEp, iova, size);  // returns after the grace period
+    const uint64_t ns = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    bump(ctl_.invalidates);
+    bump(ctl_.ack_ns_total, ns);
+    if (ns > ctl_.ack_ns_max.load(std::memory_order_relaxed)) ctl_.ack_ns_max.store(ns, std::memory_order_relaxed);
+    return true;
+  }
+  // UPDATE (check_iotlb() allowed nothing else): its front-end virtual range
+  // must lie inside one region, which the memory table maps.
+  const uint64_t uaddr = m.uaddr.get();
+  uint64_t hva = 0;
+  const uint8_t perms = static_cast<uint8_t>(
+      ((m.perm & kPermRo) ? pagetable::kPermRead : 0) | ((m.perm & kPermWo) ? pagetable::kPermWrite : 0));
+  if (!ring_in_memory(uaddr, size, &hva) || dev_.iotlb_update(kEp, iova, size, uaddr, perms) != Status::kOk) {
+    bump(ctl_.updates_refused);
+    return false;
+  }
+  bump(ctl_.updates);
+  // The pages it covers are no longer missing.
+  const uint64_t last = iova + (size - 1);
+  if (size / kPage <= 64) {
+    for (uint64_t p = iova & ~(kPage - 1); p <= last && p >= (iova & ~(kPage - 1)); p += kPage)
+      for (uint64_t a = 1; a <= 3; ++a) pending_misses_.erase(p | a);
+  } else {
+    std::erase_if(pending_misses_, [&](const auto& e) {
+      const uint64_t p = e.first & ~(kPage - 1);
+      return p + (kPage - 1) >= iova && p <= last;
+    });
+  }
+  return true;
+}
+
+void Port::stop_session() {
+  Session* s = session_.load(std::memory_order_relaxed);
+  if (s == nullptr) return;
+  // release: nothing to publish; the grace period below is the ordering.
+  session_.store(nullptr, std::memory_order_release);
+  rcu_.synchronize();  // every burst that loaded s has ended
+  for (uint16_t q = 0; q < kMaxQueuePairs; ++q) {
+    if (!s->pairs[q]) continue;
+    vrings_[2 * q].base = s->pairs[q]->rxq(0).last_avail();
+    vrings_[2 * q + 1].base = s->pairs[q]->txq(0).last_avail();
+  }
+  for (uint32_t i = 0; i < kMaxVrings; ++i) miss_box_[i].store(0, std::memory_order_relaxed);
+  delete s;
+}
+
+void Port::start_session() {
+  if (session_.load(std::memory_order_relaxed) != nullptr || maps_.empty() || !features_set_) return;
+  auto s = std::make_unique<Session>();
+  const bool iommu = iommu_mode();
+  bool any = false;
+  for (uint16_t q = 0; q < cfg_.queue_pairs; ++q) {
+    QueueConfig qc[2];
+    bool ready = true;
+    for (int i = 0; i < 2 && ready; ++i) {
+      const Vring& v = vrings_[2 * q + i];
+      const bool enabled = v.enable_set ? v.enabled : !protocol_negotiated_;
+      if (v.num == 0 || !v.addr_set || !v.kicked || !enabled) {
+        ready = false;
+        break;
+      }
+      QueueConfig& c = qc[i];
+      c.size = v.num;
+      c.access_platform = iommu;
+      c.hold_on_miss = iommu;
+      c.event_idx = (features_ & kFeatureEventIdx) != 0;
+      c.indirect = (features_ & kFeatureIndirectDesc) != 0;
+      c.ep = kEp;
+      if (iommu) {
+        c.desc = v.desc;  // IOVAs, translated per burst
+        c.avail = v.avail;
+        c.used = v.used;
+      } else {
+        // Front-end virtual addresses: the whole of each ring inside one region.
+        c.rings_host = true;
+        ready = ring_in_memory(v.desc, desc_bytes(v.num), &c.desc) &&
+                ring_in_memory(v.avail, avail_bytes(v.num), &c.avail) &&
+                ring_in_memory(v.used, used_bytes(v.num), &c.used);
+      }
+    }
+    if (!ready) continue;
+    s->pairs[q] = std::make_unique<NetDevice>(dev_, std::span<const QueueConfig>(qc, 2),
+                                              (features_ & kNetFeatureMrgRxbuf) != 0);
+    s->pairs[q]->rxq(0).set_base(vrings_[2 * q].base);
+    s->pairs[q]->txq(0).set_base(vrings_[2 * q + 1].base);
+    any = true;
+  }
+  if (!any) return;
+  for (uint32_t i = 0; i < kMaxVrings; ++i) s->call_fd[i] = vrings_[i].call_fd;
+  for (uint16_t q = 0; q < kMaxQueuePairs; ++q) {
+    // Each pair's counters go on from where the last session left them.
+    PortStats& b = s->base[q];
+    const PairCounters& c = counters_[q];
+    auto get = [](const std::atomic<uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+    b.rx_packets = get(c.rx_packets);
+    b.rx_bytes = get(c.rx_bytes);
+    b.rx_dropped = get(c.rx_dropped);
+    b.rx_held = get(c.rx_held);
+    b.tx_packets = get(c.tx_packets);
+    b.tx_bytes = get(c.tx_bytes);
+    b.tx_no_mbuf = get(c.tx_no_mbuf);
+    b.bad_chains = get(c.bad_chains);
+    b.ring_misses = get(c.ring_misses);
+  }
+  bump(ctl_.sessions);
+  // release: the session, its queues and fds are built before an lcore can
+  // load the pointer (acquire in the bursts).
+  session_.store(s.release(), std::memory_order_release);
+}
+
+void Port::flush_iotlb() {
+  dev_.iotlb_flush(kEp);
+  pending_misses_.clear();
+  bump(ctl_.iotlb_flushes);
+}
+
+void Port::unmap_all() {
+  (void)dev_.set_mem_table({});  // waits out any reader of the old table
+  for (const Mapping& m : maps_) ::munmap(m.base, m.len);
+  maps_.clear();
+}
+
+void Port::reset_vring(Vring& v) {
+  close_fd(&v.kick_fd);
+  close_fd(&v.call_fd);
+  close_fd(&v.err_fd);
+  v = Vring{};
+}
+
+void Port::disconnect() {
+  const bool was_connected = owner_ || features_set_ || !maps_.empty() || backend_fd_ >= 0;
+  stop_session();
+  flush_iotlb();
+  unmap_all();
+  for (Vring& v : vrings_) reset_vring(v);
+  close_fd(&backend_fd_);
+  features_ = protocol_features_ = 0;
+  protocol_negotiated_ = features_set_ = owner_ = false;
+  pending_misses_.clear();
+  if (was_connected) bump(ctl_.disconnects);
+}
+
+std::chrono::steady_clock::time_point Port::service(std::chrono::steady_clock::time_point now) {
+  auto next = std::chrono::steady_clock::time_point::max();
+  for (uint32_t i = 0; i < kMaxVrings; ++i) {
+    // acq_rel: takes the lcore's miss (pairs with its exchange).
+    const uint64_t v = miss_box_[i].exchange(0, std::memory_order_acq_rel);
+    if (v == 0) continue;
+    // Nothing goes to a front end whose rings are all stopped (vhost-user
+    // "suspended device state"), nor without a back-end channel.
+    if (backend_fd_ < 0 || !iommu_mode() || session_.load(std::memory_order_relaxed) == nullptr) continue;
+    const uint64_t page = v & ~(kPage - 1);
+    const uint8_t access = static_cast<uint8_t>((v >> 1) & 3);
+    const uint64_t key = page | access;
+    auto it = pending_misses_.find(key);
+    if (it != pending_misses_.end() && now < it->second) {
+      bump(ctl_.misses_deduped);
+      continue;
+    }
+    // One MISS, no NEED_REPLY, never blocking (notes section 4).
+    uint8_t msg[sizeof(Header) + sizeof(IotlbMsg)];
+    Header h{};
+    h.request.set(kBackendIotlbMsg);
+    h.flags.set(kFlagVersion);
+    h.size.set(sizeof(IotlbMsg));
+    IotlbMsg m{};
+    m.iova.set(page);
+    m.perm = static_cast<uint8_t>(((access & pagetable::kPermRead) ? kPermRo : 0) |
+                                  ((access & pagetable::kPermWrite) ? kPermWo : 0));
+    m.type = kIotlbMiss;
+    encode(std::span<uint8_t>(msg), h);
+    encode(std::span<uint8_t>(msg).subspan(sizeof(Header)), m);
+    const ssize_t sent = ::send(backend_fd_, msg, sizeof msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent != static_cast<ssize_t>(sizeof msg)) {
+      // A full channel: the lcore posts the miss again after kMissRetry. (A
+      // partial write cannot happen below the socket's minimum buffer.)
+      bump(ctl_.misses_unsent);
+      continue;
+    }
+    if (it != pending_misses_.end()) bump(ctl_.misses_retried);
+    bump(ctl_.misses_sent);
+    if (pending_misses_.size() >= kMaxPendingMisses)
+      std::erase_if(pending_misses_, [&](const auto& e) { return e.second <= now; });
+    if (pending_misses_.size() >= kMaxPendingMisses) pending_misses_.clear();
+    pending_misses_[key] = now + kMissRetry;
+  }
+  if (!pending_misses_.empty()) next = now + kMissRetry;
+  return next;
+}
+
+}  // namespace vxlate::dataplane::vhost_user
