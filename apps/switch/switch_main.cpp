@@ -15,7 +15,8 @@
 // A frame a vhost-user port could not take because its receive buffer's
 // translation is missing stays with the lcore and is offered again (never
 // dropped for a miss); a frame that finds no room anywhere else is retried a
-// few rounds, then dropped and counted.
+// few rounds, then dropped and counted. Nothing is taken from a port whose
+// cross-connected vhost-user peer is down.
 //
 // Counters: per port, on stdout every --stats seconds, through rte_telemetry
 // under /vxlate/ports and /vxlate/port,<id> (dpdk-telemetry.py), and at exit
@@ -102,6 +103,9 @@ struct Direction {
   uint32_t step(uint32_t reader, rte_mempool* mp) {
     uint32_t moved = 0;
     if (n == 0) {
+      // A cross-connect to a vhost-user port that is down takes nothing: the
+      // frames wait in the source's queue (its own drop policy applies).
+      if (dst->is_vhost() && !dst->vhost->running()) return 0;
       n = src->rx(reader, q, mp, bufs, kBurst);
       off = 0;
       tries = 0;

@@ -724,6 +724,121 @@ TEST_P(VirtqueueTest, UnmapOfLiveRing) {
   EXPECT_EQ(used_idx(), 1);
 }
 
+// hold_on_miss (a vhost-user device IOTLB): a chain whose buffer does not
+// translate stays in its ring, with everything behind it, and take_miss()
+// names the address; once it translates the same chain pops. Without
+// hold_on_miss the same chain is bad (kUnmapped).
+TEST_P(VirtqueueTest, HoldOnMissKeepsTheChainInItsRing) {
+  if (!ap()) GTEST_SKIP() << "misses exist only with ACCESS_PLATFORM";
+  constexpr uint64_t kMissIova = 0x50000000;  // not mapped until the test maps it
+  for (const bool hold : {true, false}) {
+    SCOPED_TRACE(hold ? "hold_on_miss" : "without hold_on_miss");
+    QueueConfig cfg = fresh(8);
+    cfg.hold_on_miss = hold;
+    Virtqueue q(*dev_, cfg);
+    set_desc(0, d(kBuf, 16));
+    set_desc(1, d(kBuf + 0x1000, 16, N, 2));
+    set_desc(2, raw(kMissIova + 0x10, 64, W));  // the second buffer of chain 1 misses
+    set_desc(3, d(kBuf + 0x2000, 16));
+    offer({0, 1, 3});
+    ASSERT_TRUE(q.begin(reader_));
+    ASSERT_TRUE(q.pop(&c_));
+    EXPECT_EQ(c_.head, 0);
+    q.push(0, 0);
+    Miss m{};
+    if (hold) {
+      EXPECT_FALSE(q.pop(&c_)) << "chain 1 waits, and chain 3 behind it";
+      EXPECT_EQ(q.stats().held, 1u);
+      EXPECT_EQ(q.stats().bad_total(), 0u);
+      ASSERT_TRUE(q.take_miss(&m));
+      EXPECT_EQ(m.iova, kMissIova + 0x10);
+      EXPECT_EQ(m.access, pagetable::kPermWrite);
+      EXPECT_FALSE(q.take_miss(&m)) << "taken once";
+      q.publish();
+      EXPECT_EQ(used_idx(), 1);
+      EXPECT_EQ(q.last_avail(), 1) << "the held chain's slot is not consumed";
+      // The translation arrives; the same chains pop, in order.
+      dev_->iotlb().offline(reader_);
+      ASSERT_EQ(send(map_req(1, kMissIova, kMissIova + 0xfff, kBuf + 0x7000, kRW)), 0);
+      dev_->iotlb().online(reader_);
+      ASSERT_TRUE(q.begin(reader_));
+      ASSERT_TRUE(q.pop(&c_));
+      expect_chain(1, 1, {{kBuf + 0x1000, 16}, {kBuf + 0x7010, 64}});
+      ASSERT_TRUE(q.pop(&c_));
+      EXPECT_EQ(c_.head, 3);
+      EXPECT_FALSE(q.take_miss(&m));
+      dev_->iotlb().offline(reader_);
+      ASSERT_EQ(send(unmap_req(1, kMissIova, kMissIova + 0xfff)), 0);
+      dev_->iotlb().online(reader_);
+    } else {
+      ASSERT_TRUE(q.pop(&c_)) << "chain 1 is completed as bad; chain 3 pops";
+      EXPECT_EQ(c_.head, 3);
+      EXPECT_EQ(q.stats().bad[ix(BadChain::kUnmapped)], 1u);
+      EXPECT_FALSE(q.take_miss(&m));
+    }
+  }
+}
+
+// A ring area that misses stops begin() and is named by take_miss(); a chain
+// that is bad for another reason (a wrapping buffer) is still completed as
+// bad, not held.
+TEST_P(VirtqueueTest, HoldOnMissRingsAndGenuinelyBadChains) {
+  if (!ap()) GTEST_SKIP() << "misses exist only with ACCESS_PLATFORM";
+  QueueConfig cfg = fresh(8);
+  cfg.hold_on_miss = true;
+  cfg.avail = 0x58000000;
+  {
+    Virtqueue q(*dev_, cfg);
+    EXPECT_FALSE(q.begin(reader_));
+    Miss m{};
+    ASSERT_TRUE(q.take_miss(&m));
+    EXPECT_EQ(m.iova, 0x58000000u);
+    EXPECT_EQ(m.access, pagetable::kPermRead);
+  }
+  cfg = fresh(8);
+  cfg.hold_on_miss = true;
+  Virtqueue q(*dev_, cfg);
+  set_desc(0, raw(0xfffffffffffff000, 0x2000));  // wraps: bad, whatever the IOTLB holds
+  set_desc(1, d(kBuf, 16));
+  offer({0, 1});
+  ASSERT_TRUE(q.begin(reader_));
+  ASSERT_TRUE(q.pop(&c_));
+  EXPECT_EQ(c_.head, 1);
+  EXPECT_EQ(q.stats().bad[ix(BadChain::kUnmapped)], 1u);
+  EXPECT_EQ(q.stats().held, 0u);
+}
+
+// Rings given as host addresses (vhost-user without ACCESS_PLATFORM) and a
+// queue that resumes at a base index (SET_VRING_BASE).
+TEST_P(VirtqueueTest, HostRingsAndBase) {
+  QueueConfig cfg = fresh(8);
+  cfg.rings_host = true;
+  cfg.desc = reinterpret_cast<uint64_t>(host(kDesc));
+  cfg.avail = reinterpret_cast<uint64_t>(host(kAvail));
+  cfg.used = reinterpret_cast<uint64_t>(host(kUsed));
+  Virtqueue q(*dev_, cfg);
+  q.set_base(0xfffe);
+  aidx_ = 0xfffe;
+  store16(used().idx(), 0xfffe, std::memory_order_relaxed);
+  set_desc(4, d(kBuf, 16));
+  set_desc(5, d(kBuf + 0x1000, 32, W));
+  set_desc(6, d(kBuf + 0x2000, 8));
+  offer({4, 5, 6});
+  ASSERT_TRUE(q.begin(reader_));
+  EXPECT_EQ(q.available(), 3);
+  for (uint16_t head : {4, 5, 6}) {
+    ASSERT_TRUE(q.pop(&c_));
+    EXPECT_EQ(c_.head, head);
+    q.push(head, 0);
+  }
+  q.publish();
+  EXPECT_EQ(q.last_avail(), 1);
+  EXPECT_EQ(used_idx(), 1);
+  expect_used(0xfffe, 4, 0);
+  expect_used(0, 6, 0);
+  EXPECT_EQ(q.stats().translations, 3u) << "no ring translations";
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, VirtqueueTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Iova" : "Gpa"; });
 
