@@ -61,12 +61,16 @@ bool is_get(uint32_t request) noexcept {
 // The data plane's view of a port, immutable while published except the
 // owner-only per-pair state (each pair's lcore writes only its own).
 struct Port::Session {
+  bool iommu = false;  // ACCESS_PLATFORM: addresses are IOVAs that may miss
   std::unique_ptr<NetDevice> pairs[kMaxQueuePairs];
   int call_fd[kMaxVrings];
-  // Owner only: the last miss each ring posted and when, so that a held
-  // ring re-posts the same page only after kMissRetry.
-  uint64_t last_miss[kMaxVrings] = {};
-  std::chrono::steady_clock::time_point last_miss_at[kMaxVrings];
+  // Owner only: the misses each ring posted lately and when, so that a held
+  // ring or a prefetch asks for the same page again only after kMissRetry.
+  struct Posted {
+    uint64_t v = 0;
+    std::chrono::steady_clock::time_point at{};
+  };
+  Posted posted[kMaxVrings][kMissSlots];
   // Counters at publication; the owner stores base + this session's.
   PortStats base[kMaxQueuePairs];
   uint64_t held[kMaxQueuePairs] = {};
@@ -78,7 +82,7 @@ Port::Port(Rcu& rcu, const PortConfig& cfg, int wake_fd)
       cfg_(cfg),
       wake_fd_(wake_fd),
       dev_(device_config(), rcu),
-      miss_box_(std::make_unique<std::atomic<uint64_t>[]>(kMaxVrings)),
+      miss_box_(std::make_unique<std::atomic<uint64_t>[]>(kMaxVrings * kMissSlots)),
       counters_(std::make_unique<PairCounters[]>(kMaxQueuePairs)) {
   if (cfg.queue_pairs == 0 || cfg.queue_pairs > kMaxQueuePairs)
     throw std::invalid_argument("vhost-user port: queue_pairs must be 1.." + std::to_string(kMaxQueuePairs));
@@ -145,18 +149,9 @@ void Port::after_burst(const Session& cs, uint16_t qp, bool rx) noexcept {
   const uint32_t ring = 2u * qp + (rx ? 0 : 1);
   Virtqueue& vq = rx ? net.rxq(0) : net.txq(0);
   Miss m;
-  if (vq.take_miss(&m)) {
-    const uint64_t v = (m.iova & ~(kPage - 1)) | (uint64_t{m.access} << 1) | 1;
-    const auto now = std::chrono::steady_clock::now();
-    if (v != s.last_miss[ring] || now - s.last_miss_at[ring] >= kMissRetry) {
-      s.last_miss[ring] = v;
-      s.last_miss_at[ring] = now;
-      // acq_rel: the control side's exchange takes it; nothing else is published.
-      if (miss_box_[ring].exchange(v, std::memory_order_acq_rel) == 0 && wake_fd_ >= 0) {
-        const uint64_t one = 1;
-        (void)!::write(wake_fd_, &one, sizeof one);
-      }
-    }
+  if (vq.take_miss(&m) && post_miss(s, ring, m) && wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
   }
   bool irq_rx = false, irq_tx = false;
   net.take_interrupts(0, &irq_rx, &irq_tx);
@@ -186,6 +181,53 @@ void Port::after_burst(const Session& cs, uint16_t qp, bool rx) noexcept {
   }
   set(c.bad_chains, b.bad_chains + rs.bad_total() + ts.bad_total());
   set(c.ring_misses, b.ring_misses + rs.ring_faults + ts.ring_faults);
+}
+
+bool Port::post_miss(Session& s, uint32_t ring, const Miss& m) noexcept {
+  const uint64_t v = (m.iova & ~(kPage - 1)) | (uint64_t{m.access} << 1) | 1;
+  const auto now = std::chrono::steady_clock::now();
+  Session::Posted* recent = s.posted[ring];
+  Session::Posted* slot = &recent[0];
+  for (uint32_t i = 0; i < kMissSlots; ++i) {
+    if (recent[i].v == v) {
+      if (now - recent[i].at < kMissRetry) return false;  // asked lately
+      slot = &recent[i];
+      break;
+    }
+    if (recent[i].at < slot->at) slot = &recent[i];
+  }
+  std::atomic<uint64_t>* box = &miss_box_[ring * kMissSlots];
+  for (uint32_t i = 0; i < kMissSlots; ++i) {
+    // relaxed: only this lcore fills slots; release: pairs with the control
+    // side's exchange (nothing else rides on it, but the value is whole).
+    if (box[i].load(std::memory_order_relaxed) == 0) {
+      box[i].store(v, std::memory_order_release);
+      *slot = Session::Posted{v, now};
+      return true;
+    }
+  }
+  return false;  // the mailbox is full: asked again on a later burst
+}
+
+void Port::prefetch(uint32_t reader, uint16_t qp) noexcept {
+  const Session* cs = session_.load(std::memory_order_acquire);  // as in dequeue_burst()
+  if (cs == nullptr || qp >= kMaxQueuePairs || !cs->pairs[qp] || !cs->iommu) return;
+  Session& s = const_cast<Session&>(*cs);  // owner-only fields
+  NetDevice& net = *s.pairs[qp];
+  const Rcu::ReadSection section(rcu_, reader);  // debug builds: no quiescent report inside
+  bool posted = false;
+  for (uint32_t i = 0; i < 2; ++i) {
+    Virtqueue& vq = i == 0 ? net.rxq(0) : net.txq(0);
+    Miss misses[kMissSlots + 1];
+    size_t n = 0;
+    if (vq.begin(reader, 0)) n = vq.prefetch(kPrefetchChains, std::span<Miss>(misses, kMissSlots));
+    if (vq.take_miss(&misses[n])) ++n;  // a ring that misses, or a held chain's
+    for (size_t k = 0; k < n; ++k) posted |= post_miss(s, 2 * qp + i, misses[k]);
+  }
+  if (posted && wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+  }
 }
 
 uint16_t Port::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp, rte_mbuf** pkts,
@@ -524,7 +566,7 @@ void Port::stop_session() {
     vrings_[2 * q].base = s->pairs[q]->rxq(0).last_avail();
     vrings_[2 * q + 1].base = s->pairs[q]->txq(0).last_avail();
   }
-  for (uint32_t i = 0; i < kMaxVrings; ++i) miss_box_[i].store(0, std::memory_order_relaxed);
+  for (uint32_t i = 0; i < kMaxVrings * kMissSlots; ++i) miss_box_[i].store(0, std::memory_order_relaxed);
   delete s;
 }
 
@@ -570,6 +612,7 @@ void Port::start_session() {
     any = true;
   }
   if (!any) return;
+  s->iommu = iommu;
   for (uint32_t i = 0; i < kMaxVrings; ++i) s->call_fd[i] = vrings_[i].call_fd;
   for (uint16_t q = 0; q < kMaxQueuePairs; ++q) {
     // Each pair's counters go on from where the last session left them.
@@ -626,9 +669,9 @@ void Port::disconnect() {
 
 std::chrono::steady_clock::time_point Port::service(std::chrono::steady_clock::time_point now) {
   auto next = std::chrono::steady_clock::time_point::max();
-  for (uint32_t i = 0; i < kMaxVrings; ++i) {
-    // acq_rel: takes the lcore's miss (pairs with its exchange).
-    const uint64_t v = miss_box_[i].exchange(0, std::memory_order_acq_rel);
+  for (uint32_t i = 0; i < kMaxVrings * kMissSlots; ++i) {
+    // acquire: takes the lcore's miss (pairs with its release store).
+    const uint64_t v = miss_box_[i].exchange(0, std::memory_order_acquire);
     if (v == 0) continue;
     // Nothing goes to a front end whose rings are all stopped (vhost-user
     // "suspended device state"), nor without a back-end channel.

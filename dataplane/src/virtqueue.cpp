@@ -39,6 +39,10 @@ Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::sp
   if (!cfg_.hold_on_miss) return dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n);
   engine::FaultEvent fault{};
   const Status st = dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n, &fault);
+  if (st == Status::kFault && collecting_) {
+    if (ncollected_ < collect_.size()) collect_[ncollected_++] = Miss{fault.address, access};
+    return st;
+  }
   if (st == Status::kFault) {
     walk_missed_ = true;
     if (!has_miss_) {  // the first miss not yet taken: the one the rest waits behind
@@ -171,6 +175,7 @@ bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable,
   size_t n = 0;
   const Status st = translate(addr, len, writable ? kPermWrite : kPermRead,
                               std::span<Segment>(c->segs.data() + c->nsegs, kMaxChainSegs - c->nsegs), &n);
+  if (st == Status::kFault && collecting_) return true;  // prefetch(): named, skipped
   if (st != Status::kOk) {
     // FAULT: some byte unmapped or without the permission; INVAL here (the range
     // was checked) means the segment array ran out.
@@ -284,6 +289,27 @@ bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) n
     }
     idx = d.next;
   }
+}
+
+size_t Virtqueue::prefetch(uint32_t max_chains, std::span<Miss> out) noexcept {
+  if (desc_ == nullptr || broken_ || !cfg_.hold_on_miss || out.empty()) return 0;
+  // Chains before last_avail_ are popped; the cursor restarts there when the
+  // pops overtook it.
+  const uint16_t posted = static_cast<uint16_t>(avail_cache_ - last_avail_);
+  if (static_cast<uint16_t>(scan_ - last_avail_) > posted) scan_ = last_avail_;
+  collect_ = out;
+  ncollected_ = 0;
+  collecting_ = true;
+  Chain& c = scan_chain_;
+  while (scan_ != avail_cache_ && max_chains > 0 && ncollected_ < out.size()) {
+    --max_chains;
+    const uint16_t head = avail_.ring(scan_ & (cfg_.size - 1));
+    ++scan_;
+    BadChain why{};
+    if (head < cfg_.size) (void)walk(head, &c, &why);  // bad chains are pop()'s business
+  }
+  collecting_ = false;
+  return ncollected_;
 }
 
 void Virtqueue::push(uint16_t head, uint32_t len) noexcept {

@@ -839,6 +839,41 @@ TEST_P(VirtqueueTest, HostRingsAndBase) {
   EXPECT_EQ(q.stats().translations, 3u) << "no ring translations";
 }
 
+// Miss-ahead: prefetch() names every buffer that misses in the chains posted
+// beyond the popped ones, several per chain, without consuming anything, and
+// does not look at the same chains twice.
+TEST_P(VirtqueueTest, PrefetchNamesMissesAhead) {
+  if (!ap()) GTEST_SKIP() << "misses exist only with ACCESS_PLATFORM";
+  QueueConfig cfg = fresh(8);
+  cfg.hold_on_miss = true;
+  Virtqueue q(*dev_, cfg);
+  set_desc(0, d(kBuf, 16));
+  set_desc(1, raw(0x51000000, 64, W | N, 2));  // misses
+  set_desc(2, raw(0x52000000, 64, W));         // misses too
+  set_desc(3, raw(0x53000000, 16));            // misses
+  offer({0, 1, 3});
+  ASSERT_TRUE(q.begin(reader_, 0));
+  Miss m[8];
+  ASSERT_EQ(q.prefetch(32, m), 3u);
+  EXPECT_EQ(m[0].iova, 0x51000000u);
+  EXPECT_EQ(m[0].access, pagetable::kPermWrite);
+  EXPECT_EQ(m[1].iova, 0x52000000u);
+  EXPECT_EQ(m[2].iova, 0x53000000u);
+  EXPECT_EQ(m[2].access, pagetable::kPermRead);
+  EXPECT_EQ(q.prefetch(32, m), 0u) << "the same chains are not looked at twice";
+  EXPECT_EQ(q.last_avail(), 0) << "nothing consumed";
+  EXPECT_EQ(q.stats().chains, 0u);
+  EXPECT_EQ(q.stats().bad_total(), 0u);
+  ASSERT_TRUE(q.begin(reader_));
+  ASSERT_TRUE(q.pop(&c_));
+  EXPECT_EQ(c_.head, 0);
+  EXPECT_FALSE(q.pop(&c_)) << "chain 1 is held";
+  offer(0);
+  ASSERT_TRUE(q.begin(reader_, 0));
+  EXPECT_EQ(q.prefetch(32, m), 0u) << "only the new chain, which translates";
+  EXPECT_EQ(q.prefetch(1, std::span<Miss>(m, 1)), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, VirtqueueTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Iova" : "Gpa"; });
 

@@ -91,6 +91,10 @@ inline constexpr std::chrono::milliseconds kMissRetry{20};
 // Pages with a MISS outstanding per port; past it the oldest are forgotten
 // (and asked for again when a ring still needs them).
 inline constexpr size_t kMaxPendingMisses = 4096;
+// Misses one ring may have waiting for the control thread (its mailbox), and
+// chains one prefetch() looks at per ring.
+inline constexpr uint32_t kMissSlots = 8;
+inline constexpr uint32_t kPrefetchChains = 32;
 
 // Feature bits this back end offers (virtio and vhost-user).
 inline constexpr uint64_t kFeatureProtocolFeatures = uint64_t{1} << 30;
@@ -151,6 +155,11 @@ class Port {
   // buffer's translation is missing (a MISS is out: offer them again, they
   // go once the UPDATE arrives) rather than for want of buffers.
   bool rx_waiting_for_miss(uint16_t qp) const noexcept;
+  // Miss-ahead: looks at the buffers the guest posted on qp's rings that no
+  // burst has reached yet and asks for the translations they miss, so that
+  // the first frame finds them. For the poll loop's idle moments (cheap when
+  // nothing new was posted: the ring translations and one index load).
+  void prefetch(uint32_t reader, uint16_t qp) noexcept;
 
   // --- control side ---------------------------------------------------------
 
@@ -231,6 +240,7 @@ class Port {
 
   // Reader side helpers.
   void after_burst(const Session& s, uint16_t qp, bool rx) noexcept;
+  bool post_miss(Session& s, uint32_t ring, const Miss& m) noexcept;
 
   Rcu& rcu_;
   const PortConfig cfg_;
@@ -251,8 +261,9 @@ class Port {
   // Reader-visible. release store in start_session()/stop_session(), acquire
   // load at the start of each burst.
   std::atomic<Session*> session_{nullptr};
-  // Per ring: a miss left by the owning lcore (page | access << 1 | 1; 0:
-  // none). exchange by both sides: acq_rel, the control side takes it.
+  // Per ring, kMissSlots slots: misses left by the owning lcore (page |
+  // access << 1 | 1; 0: empty). The lcore fills empty slots (release), the
+  // control side empties them (exchange, acquire).
   std::unique_ptr<std::atomic<uint64_t>[]> miss_box_;
   std::unique_ptr<PairCounters[]> counters_;
   ControlCounters ctl_;

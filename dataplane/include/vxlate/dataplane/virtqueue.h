@@ -206,6 +206,13 @@ class Virtqueue {
   // slot to pop (vhost-user's GET_VRING_BASE). Every chain before it has its
   // used entry published.
   uint16_t last_avail() const noexcept { return last_avail_; }
+  // Reader side, after begin() (any budget, 0 included): miss-ahead for a
+  // hold_on_miss queue. Looks at up to max_chains chains the driver posted
+  // beyond those popped and those looked at before, translating every buffer
+  // without consuming anything, and writes the addresses that miss into out
+  // (at most out.size(); a buffer that misses is skipped, so one chain can
+  // name several). Returns how many. 0 for a queue without hold_on_miss.
+  size_t prefetch(uint32_t max_chains, std::span<Miss> out) noexcept;
   // Owner: the miss this queue ran into since the last call (hold_on_miss),
   // if any; clears it.
   bool take_miss(Miss* m) noexcept {
@@ -251,6 +258,12 @@ class Virtqueue {
   bool has_miss_ = false;     // miss_ holds a miss not yet taken
   bool walk_missed_ = false;  // the chain being walked ran into a miss
   Miss miss_{};
+  // prefetch(): the next avail slot to look at, and where misses go while it runs.
+  uint16_t scan_ = 0;
+  std::span<Miss> collect_;
+  size_t ncollected_ = 0;
+  bool collecting_ = false;
+  Chain scan_chain_;  // prefetch()'s scratch
   VirtqueueStats stats_;
 };
 
