@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # fuzz.sh [LIBFUZZER_ARGS...]: builds the libFuzzer targets with clang,
 # ASan+UBSan and the contract checks (VXLATE_DEBUG_CHECKS, as the asan config
-# of build.sh) in build/fuzz, then runs engine_fuzz and virtqueue_fuzz, each for
-# FUZZ_SECONDS (default 60) over a copy of its corpus (fuzz/corpus/engine,
-# fuzz/corpus/virtqueue) in a temporary directory of its own: nothing is
-# written into the source tree. LIBFUZZER_ARGS go to both. Exits non-zero when
-# a fuzzer finds a crash, a leak, a timeout or an invariant violation (the
-# other target still runs); the reproducer is kept in that target's temporary
-# directory, whose path is printed.
+# of build.sh) in build/fuzz, then runs engine_fuzz, virtqueue_fuzz and
+# vhost_user_fuzz, each for FUZZ_SECONDS (default 60) over a copy of its corpus
+# (fuzz/corpus/engine, fuzz/corpus/virtqueue, fuzz/corpus/vhost_user) in a
+# temporary directory of its own: nothing is written into the source tree.
+# LIBFUZZER_ARGS go to all of them. Exits non-zero when a fuzzer finds a
+# crash, a leak, a timeout or an invariant violation (the other targets still
+# run); the reproducer is kept in that target's temporary directory, whose
+# path is printed.
 # FUZZ_TIMEOUT: seconds one input may take (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=(engine_fuzz virtqueue_fuzz)
+targets=(engine_fuzz virtqueue_fuzz vhost_user_fuzz)
 CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVXLATE_SANITIZE=address -DVXLATE_DEBUG_CHECKS=ON -DVXLATE_BUILD_FUZZ=ON -DVXLATE_BUILD_TESTS=OFF -DVXLATE_BUILD_BENCH=OFF >/dev/null
 cmake --build build/fuzz -j "$(nproc)" --target "${targets[@]}"

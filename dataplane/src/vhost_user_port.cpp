@@ -597,11 +597,14 @@ void Port::start_session() {
         c.avail = v.avail;
         c.used = v.used;
       } else {
-        // Front-end virtual addresses: the whole of each ring inside one region.
+        // Front-end virtual addresses: the whole of each ring inside one
+        // region, and aligned in our mapping too (a region whose uaddr and
+        // file offset disagree mod the alignment would misalign the index
+        // fields the Virtqueue accesses in place).
         c.rings_host = true;
-        ready = ring_in_memory(v.desc, desc_bytes(v.num), &c.desc) &&
-                ring_in_memory(v.avail, avail_bytes(v.num), &c.avail) &&
-                ring_in_memory(v.used, used_bytes(v.num), &c.used);
+        ready = ring_in_memory(v.desc, desc_bytes(v.num), &c.desc) && c.desc % kDescAlign == 0 &&
+                ring_in_memory(v.avail, avail_bytes(v.num), &c.avail) && c.avail % kAvailAlign == 0 &&
+                ring_in_memory(v.used, used_bytes(v.num), &c.used) && c.used % kUsedAlign == 0;
       }
     }
     if (!ready) continue;
