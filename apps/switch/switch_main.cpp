@@ -12,11 +12,13 @@
 // Each worker lcore polls its share of the (port pair, queue) tasks; it is a
 // reader of the back end's Rcu, reports a quiescent state after every round
 // and goes offline while idle, so INVALIDATE acks never wait on an idle lcore.
-// A frame a vhost-user port could not take because its receive buffer's
-// translation is missing stays with the lcore and is offered again (never
-// dropped for a miss); a frame that finds no room anywhere else is retried a
-// few rounds, then dropped and counted. Nothing is taken from a port whose
-// cross-connected vhost-user peer is down.
+// A frame the destination cannot take yet (its receive buffer's translation
+// is missing, or the guest has posted no buffer) stays with the lcore and is
+// offered again: never dropped for a miss, and a cross-connect pushes back on
+// its source (whose own queue absorbs or drops) instead of dropping. Nothing
+// is taken from a port whose cross-connected vhost-user peer is down, and
+// what was held for a port that goes down is dropped and counted. The
+// learning bridge drops what a destination cannot take (counted).
 //
 // Counters: per port, on stdout every --stats seconds, through rte_telemetry
 // under /vxlate/ports and /vxlate/port,<id> (dpdk-telemetry.py), and at exit
@@ -56,7 +58,6 @@ namespace {
 namespace vu = vxlate::dataplane::vhost_user;
 
 constexpr uint16_t kBurst = 32;
-constexpr uint32_t kMaxRetries = 64;     // rounds a frame waits for room before it is dropped
 constexpr uint32_t kIdleRounds = 1024;   // empty rounds before an lcore goes offline
 constexpr uint16_t kEthDescs = 1024;
 
@@ -71,7 +72,7 @@ struct SwitchPort {
   uint16_t eth = RTE_MAX_ETHPORTS;  // ethdev port id, or none
   vu::Port* vhost = nullptr;
   uint16_t queues = 1;
-  // Frames dropped on the way to this port (no room after kMaxRetries, or
+  // Frames dropped on the way to this port (no room: learning mode; or
   // the port down); written by the lcore that owns the queue.
   std::atomic<uint64_t> drop_no_room{0}, drop_down{0}, retries{0};
 
@@ -97,7 +98,6 @@ struct Direction {
   uint16_t q = 0;
   rte_mbuf* bufs[kBurst];
   uint16_t n = 0, off = 0;
-  uint32_t tries = 0;
 
   // Returns how many frames moved (received or delivered).
   uint32_t step(uint32_t reader, rte_mempool* mp) {
@@ -108,7 +108,6 @@ struct Direction {
       if (dst->is_vhost() && !dst->vhost->running()) return 0;
       n = src->rx(reader, q, mp, bufs, kBurst);
       off = 0;
-      tries = 0;
       moved += n;
       if (n == 0) return 0;
     }
@@ -119,21 +118,17 @@ struct Direction {
       n = 0;
       return moved;
     }
-    // What is left: held while a MISS is out (it goes once the UPDATE
-    // arrives), dropped when the port is down, else retried a while.
+    // What is left waits for room (a MISS out, or the guest's buffers all
+    // used): the cross-connect pushes back on its source, whose own queue
+    // then absorbs or drops, rather than dropping here. Only a destination
+    // that went down loses what was held for it.
     if (dst->is_vhost() && !dst->vhost->running()) {
       add(dst->drop_down, n - off);
-    } else if (dst->is_vhost() && dst->vhost->rx_waiting_for_miss(q)) {
-      add(dst->retries, 1);
+      rte_pktmbuf_free_bulk(bufs + off, n - off);
+      n = 0;
       return moved;
-    } else if (++tries <= kMaxRetries) {
-      add(dst->retries, 1);
-      return moved;
-    } else {
-      add(dst->drop_no_room, n - off);
     }
-    rte_pktmbuf_free_bulk(bufs + off, n - off);
-    n = 0;
+    add(dst->retries, 1);
     return moved;
   }
   void drop_all() {
