@@ -301,6 +301,19 @@ void for_each_counter(const SwitchPort& p, F&& f) {
   f("misses_retried", v.misses_retried);
   f("misses_unsent", v.misses_unsent);
   f("iotlb_flushes", v.iotlb_flushes);
+  f("iotlb_hits", v.iotlb_hits);
+  f("iotlb_lookups", v.iotlb_lookups);
+  for (uint16_t q = 0; q < p.queues; ++q) {
+    // Per queue pair: rx/tx from the switch's view, as for the port.
+    const vu::PortStats qs = p.vhost->pair_stats(q);
+    char k[48];
+    std::snprintf(k, sizeof k, "q%u_rx_packets", q);
+    f(k, qs.tx_packets);
+    std::snprintf(k, sizeof k, "q%u_tx_packets", q);
+    f(k, qs.rx_packets);
+    std::snprintf(k, sizeof k, "q%u_frames_held_for_miss", q);
+    f(k, qs.rx_held);
+  }
 }
 
 void print_stats(FILE* out) {

@@ -106,22 +106,43 @@ uint64_t Port::offered_protocol_features() const noexcept {
   return p;
 }
 
+PortStats Port::pair_stats(uint16_t qp) const noexcept {
+  PortStats s;
+  if (qp >= kMaxQueuePairs) return s;
+  auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  const PairCounters& c = counters_[qp];
+  s.rx_packets = get(c.rx_packets);
+  s.rx_bytes = get(c.rx_bytes);
+  s.rx_dropped = get(c.rx_dropped);
+  s.rx_held = get(c.rx_held);
+  s.tx_packets = get(c.tx_packets);
+  s.tx_bytes = get(c.tx_bytes);
+  s.tx_no_mbuf = get(c.tx_no_mbuf);
+  s.bad_chains = get(c.bad_chains);
+  s.ring_misses = get(c.ring_misses);
+  s.interrupts = get(c.interrupts);
+  return s;
+}
+
 PortStats Port::stats() const noexcept {
   PortStats s;
   auto get = [](const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); };
   for (uint16_t q = 0; q < kMaxQueuePairs; ++q) {
-    const PairCounters& c = counters_[q];
-    s.rx_packets += get(c.rx_packets);
-    s.rx_bytes += get(c.rx_bytes);
-    s.rx_dropped += get(c.rx_dropped);
-    s.rx_held += get(c.rx_held);
-    s.tx_packets += get(c.tx_packets);
-    s.tx_bytes += get(c.tx_bytes);
-    s.tx_no_mbuf += get(c.tx_no_mbuf);
-    s.bad_chains += get(c.bad_chains);
-    s.ring_misses += get(c.ring_misses);
-    s.interrupts += get(c.interrupts);
+    const PortStats p = pair_stats(q);
+    s.rx_packets += p.rx_packets;
+    s.rx_bytes += p.rx_bytes;
+    s.rx_dropped += p.rx_dropped;
+    s.rx_held += p.rx_held;
+    s.tx_packets += p.tx_packets;
+    s.tx_bytes += p.tx_bytes;
+    s.tx_no_mbuf += p.tx_no_mbuf;
+    s.bad_chains += p.bad_chains;
+    s.ring_misses += p.ring_misses;
+    s.interrupts += p.interrupts;
   }
+  const iotlb::Stats t = const_cast<engine::Device&>(dev_).iotlb().stats();  // any thread: relaxed sums
+  s.iotlb_hits = t.hits;
+  s.iotlb_lookups = t.hits + t.misses;
   s.connects = get(ctl_.connects);
   s.disconnects = get(ctl_.disconnects);
   s.messages = get(ctl_.messages);

@@ -124,6 +124,7 @@ struct PortStats {
   uint64_t ack_ns_total = 0, ack_ns_max = 0;  // INVALIDATE: message read to ack sent
   uint64_t misses_sent = 0, misses_deduped = 0, misses_retried = 0, misses_unsent = 0;
   uint64_t iotlb_flushes = 0;
+  uint64_t iotlb_hits = 0, iotlb_lookups = 0;  // the device IOTLB's caches (all lcores)
   uint64_t sessions = 0;      // data-plane sessions published
 };
 
@@ -186,6 +187,9 @@ class Port {
   bool running() const noexcept { return session_.load(std::memory_order_acquire) != nullptr; }
   // Relaxed sums; exact once the lcores and the control thread are quiet.
   PortStats stats() const noexcept;
+  // The data-plane counters of one queue pair (the frame, chain, miss and
+  // interrupt fields; the rest 0).
+  PortStats pair_stats(uint16_t qp) const noexcept;
   // The features and protocol features this port offers.
   uint64_t offered_features() const noexcept;
   uint64_t offered_protocol_features() const noexcept;
