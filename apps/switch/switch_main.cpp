@@ -121,8 +121,9 @@ struct Direction {
     // What is left waits for room (a MISS out, or the guest's buffers all
     // used): the cross-connect pushes back on its source, whose own queue
     // then absorbs or drops, rather than dropping here. Only a destination
-    // that went down loses what was held for it.
-    if (dst->is_vhost() && !dst->vhost->running()) {
+    // whose front end is gone loses what was held for it (a connected one
+    // that restarts its session for a ring change keeps it).
+    if (dst->is_vhost() && !dst->vhost->running() && !dst->vhost->attached()) {
       add(dst->drop_down, n - off);
       rte_pktmbuf_free_bulk(bufs + off, n - off);
       n = 0;

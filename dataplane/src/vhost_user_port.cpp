@@ -269,8 +269,10 @@ uint16_t Port::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const* pkts
   const uint64_t held_before = net.rxq(0).stats().held;
   const uint16_t n = net.enqueue_burst(reader, 0, pkts, count);
   Session& own = const_cast<Session&>(*s);  // owner-only fields
+  const bool was_waiting = own.waiting[qp];
   own.waiting[qp] = net.rxq(0).stats().held != held_before && n < count;
-  if (own.waiting[qp]) own.held[qp] += count - n;
+  // Frames are counted when they start waiting, not on every offer again.
+  if (own.waiting[qp] && !was_waiting) own.held[qp] += count - n;
   after_burst(*s, qp, true);
   return n;
 }
@@ -304,6 +306,7 @@ Port::Action Port::refuse(const Header& h, std::vector<uint8_t>* reply) {
 void Port::connected() {
   disconnect();
   bump(ctl_.connects);
+  attached_.store(true, std::memory_order_relaxed);
 }
 
 Port::Action Port::handle_message(const Header& h, std::span<const uint8_t> payload, std::span<const int> fds,
@@ -688,6 +691,7 @@ void Port::disconnect() {
   features_ = protocol_features_ = 0;
   protocol_negotiated_ = features_set_ = owner_ = false;
   pending_misses_.clear();
+  attached_.store(false, std::memory_order_relaxed);
   if (was_connected) bump(ctl_.disconnects);
 }
 

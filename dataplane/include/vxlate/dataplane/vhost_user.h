@@ -114,7 +114,7 @@ struct PortConfig {
 // rx = host to guest (enqueue_burst), tx = guest to host (dequeue_burst).
 struct PortStats {
   uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0;
-  uint64_t rx_held = 0;       // frames left with the caller because a receive buffer missed
+  uint64_t rx_held = 0;       // frames that had to wait for a receive buffer's MISS (counted when they start waiting)
   uint64_t tx_packets = 0, tx_bytes = 0, tx_no_mbuf = 0;
   uint64_t bad_chains = 0;    // chains completed empty (virtqueue.h reasons)
   uint64_t ring_misses = 0;   // bursts that found a ring area untranslated
@@ -185,6 +185,9 @@ class Port {
   const PortConfig& config() const noexcept { return cfg_; }
   // A data-plane session is published (some queue pair runs).
   bool running() const noexcept { return session_.load(std::memory_order_acquire) != nullptr; }
+  // A front end is connected (it may be between sessions: reconfiguring a
+  // ring restarts the session for a moment).
+  bool attached() const noexcept { return attached_.load(std::memory_order_relaxed); }
   // Relaxed sums; exact once the lcores and the control thread are quiet.
   PortStats stats() const noexcept;
   // The data-plane counters of one queue pair (the frame, chain, miss and
@@ -265,6 +268,7 @@ class Port {
   // Reader-visible. release store in start_session()/stop_session(), acquire
   // load at the start of each burst.
   std::atomic<Session*> session_{nullptr};
+  std::atomic<bool> attached_{false};  // relaxed: a hint for the caller's drop policy
   // Per ring, kMissSlots slots: misses left by the owning lcore (page |
   // access << 1 | 1; 0: empty). The lcore fills empty slots (release), the
   // control side empties them (exchange, acquire).
