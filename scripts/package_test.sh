@@ -27,7 +27,10 @@ for lib in common pagetable iotlb engine dataplane; do
   [ -n "$(find "$prefix" -name "libvxlate_$lib.a")" ] || fail "libvxlate_$lib.a not installed"
   [ -d "$prefix/include/vxlate/$lib" ] || fail "include/vxlate/$lib not installed"
 done
-extra=$(find "$prefix" -name 'libvxlate_*' ! -regex '.*/libvxlate_\(common\|pagetable\|iotlb\|engine\|dataplane\)\.\(a\|so.*\)')
+# The vhost-user back end: its own library, its header among dataplane's.
+[ -n "$(find "$prefix" -name libvxlate_vhost_user.a)" ] || fail "libvxlate_vhost_user.a not installed"
+[ -f "$prefix/include/vxlate/dataplane/vhost_user.h" ] || fail "vxlate/dataplane/vhost_user.h not installed"
+extra=$(find "$prefix" -name 'libvxlate_*' ! -regex '.*/libvxlate_\(common\|pagetable\|iotlb\|engine\|dataplane\|vhost_user\)\.\(a\|so.*\)')
 [ -z "$extra" ] || fail "non-product libraries installed: $extra"
 [ ! -e "$prefix/include/vxlate/load" ] || fail "vxlate/load headers installed"
 pcdir=$(dirname "$(find "$prefix" -name vxlate.pc | head -n1)")
