@@ -64,11 +64,15 @@ struct Port::Session {
   bool iommu = false;  // ACCESS_PLATFORM: addresses are IOVAs that may miss
   std::unique_ptr<NetDevice> pairs[kMaxQueuePairs];
   int call_fd[kMaxVrings];
-  // Owner only: the misses each ring posted lately and when, so that a held
-  // ring or a prefetch asks for the same page again only after kMissRetry.
+  // Owner only: the misses each ring posted lately, when, and under which
+  // invalidation generation, so that a held ring or a prefetch asks for the
+  // same page again only after kMissRetry, unless an INVALIDATE or a flush
+  // came since (the page may have been answered, used and taken away again:
+  // strict mode reuses a page within microseconds).
   struct Posted {
     uint64_t v = 0;
     std::chrono::steady_clock::time_point at{};
+    uint32_t gen = 0;
   };
   Posted posted[kMaxVrings][kMissSlots];
   // Counters at publication; the owner stores base + this session's.
@@ -121,6 +125,7 @@ PortStats Port::pair_stats(uint16_t qp) const noexcept {
   s.bad_chains = get(c.bad_chains);
   s.ring_misses = get(c.ring_misses);
   s.interrupts = get(c.interrupts);
+  s.miss_posts = get(c.miss_posts);
   return s;
 }
 
@@ -139,6 +144,7 @@ PortStats Port::stats() const noexcept {
     s.bad_chains += p.bad_chains;
     s.ring_misses += p.ring_misses;
     s.interrupts += p.interrupts;
+    s.miss_posts += p.miss_posts;
   }
   const iotlb::Stats t = const_cast<engine::Device&>(dev_).iotlb().stats();  // any thread: relaxed sums
   s.iotlb_hits = t.hits;
@@ -207,11 +213,13 @@ void Port::after_burst(const Session& cs, uint16_t qp, bool rx) noexcept {
 bool Port::post_miss(Session& s, uint32_t ring, const Miss& m) noexcept {
   const uint64_t v = (m.iova & ~(kPage - 1)) | (uint64_t{m.access} << 1) | 1;
   const auto now = std::chrono::steady_clock::now();
+  // relaxed: a hint; a stale value costs one extra post or one kMissRetry wait.
+  const uint32_t gen = inval_gen_.load(std::memory_order_relaxed);
   Session::Posted* recent = s.posted[ring];
   Session::Posted* slot = &recent[0];
   for (uint32_t i = 0; i < kMissSlots; ++i) {
     if (recent[i].v == v) {
-      if (now - recent[i].at < kMissRetry) return false;  // asked lately
+      if (recent[i].gen == gen && now - recent[i].at < kMissRetry) return false;  // asked lately
       slot = &recent[i];
       break;
     }
@@ -223,7 +231,8 @@ bool Port::post_miss(Session& s, uint32_t ring, const Miss& m) noexcept {
     // side's exchange (nothing else rides on it, but the value is whole).
     if (box[i].load(std::memory_order_relaxed) == 0) {
       box[i].store(v, std::memory_order_release);
-      *slot = Session::Posted{v, now};
+      *slot = Session::Posted{v, now, gen};
+      bump(counters_[ring / 2].miss_posts);
       return true;
     }
   }
@@ -547,6 +556,7 @@ bool Port::iotlb_msg(const IotlbMsg& m) {
   if (m.type == kIotlbInvalidate) {
     const auto t0 = std::chrono::steady_clock::now();
     (void)dev_.iotlb_invalidate(kEp, iova, size);  // returns after the grace period
+    inval_gen_.fetch_add(1, std::memory_order_relaxed);  // lcores may ask for these pages again at once
     const uint64_t ns = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
     bump(ctl_.invalidates);
@@ -664,6 +674,7 @@ void Port::start_session() {
 
 void Port::flush_iotlb() {
   dev_.iotlb_flush(kEp);
+  inval_gen_.fetch_add(1, std::memory_order_relaxed);
   pending_misses_.clear();
   bump(ctl_.iotlb_flushes);
 }

@@ -119,6 +119,7 @@ struct PortStats {
   uint64_t bad_chains = 0;    // chains completed empty (virtqueue.h reasons)
   uint64_t ring_misses = 0;   // bursts that found a ring area untranslated
   uint64_t interrupts = 0;    // call eventfd writes
+  uint64_t miss_posts = 0;    // misses the lcores left for the control thread
   uint64_t connects = 0, disconnects = 0, messages = 0, refused = 0;
   uint64_t updates = 0, updates_refused = 0, invalidates = 0;
   uint64_t ack_ns_total = 0, ack_ns_max = 0;  // INVALIDATE: message read to ack sent
@@ -220,7 +221,7 @@ class Port {
   struct alignas(64) PairCounters {
     std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_dropped{0}, rx_held{0};
     std::atomic<uint64_t> tx_packets{0}, tx_bytes{0}, tx_no_mbuf{0};
-    std::atomic<uint64_t> bad_chains{0}, ring_misses{0}, interrupts{0};
+    std::atomic<uint64_t> bad_chains{0}, ring_misses{0}, interrupts{0}, miss_posts{0};
   };
   // Control counters: written by the control side only (relaxed).
   struct ControlCounters {
@@ -269,6 +270,9 @@ class Port {
   // load at the start of each burst.
   std::atomic<Session*> session_{nullptr};
   std::atomic<bool> attached_{false};  // relaxed: a hint for the caller's drop policy
+  // Bumped after every INVALIDATE and flush (relaxed: a hint read by
+  // post_miss(), which re-posts a page at once when it changed).
+  std::atomic<uint32_t> inval_gen_{0};
   // Per ring, kMissSlots slots: misses left by the owning lcore (page |
   // access << 1 | 1; 0: empty). The lcore fills empty slots (release), the
   // control side empties them (exchange, acquire).
