@@ -24,6 +24,7 @@
 
 #include <rte_eal.h>
 
+#include "vxlate/load/cli.h"
 #include "vxlate/load/eal.h"
 #include "vxlate/load/netperf.h"
 
@@ -42,11 +43,7 @@ namespace {
 }
 
 unsigned long parse_uint(const char* opt, const char* v, unsigned long max) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long x = std::strtoul(v, &end, 10);
-  if (errno != 0 || end == v || *end != '\0' || x == 0 || x > max) usage((std::string("bad value for ") + opt).c_str());
-  return x;
+  return vxlate::load::parse_uint(opt, v, max, usage);
 }
 
 }  // namespace
