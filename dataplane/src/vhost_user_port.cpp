@@ -368,6 +368,7 @@ Port::Action Port::handle_message(const Header& h, std::span<const uint8_t> payl
         const uint64_t connects = ctl_.connects.load(std::memory_order_relaxed);
         disconnect();  // the same clean slate, on the same connection
         ctl_.connects.store(connects, std::memory_order_relaxed);
+        attached_.store(true, std::memory_order_relaxed);
         break;
       }
       case kSetMemTable:
