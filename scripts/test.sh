@@ -16,7 +16,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 for c in "${configs[@]}"; do
   if [ "$c" = fuzz ]; then
-    echo "=== fuzz: engine_fuzz and virtqueue_fuzz, ${FUZZ_SECONDS:-60} s each"
+    echo "=== fuzz: engine_fuzz, virtqueue_fuzz and vhost_user_fuzz, ${FUZZ_SECONDS:-60} s each"
     scripts/fuzz.sh
     continue
   fi

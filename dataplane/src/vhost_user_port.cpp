@@ -162,6 +162,7 @@ PortStats Port::stats() const noexcept {
   s.misses_deduped = get(ctl_.misses_deduped);
   s.misses_retried = get(ctl_.misses_retried);
   s.misses_unsent = get(ctl_.misses_unsent);
+  s.misses_stale = get(ctl_.misses_stale);
   s.iotlb_flushes = get(ctl_.iotlb_flushes);
   s.sessions = get(ctl_.sessions);
   return s;
@@ -558,6 +559,7 @@ bool Port::iotlb_msg(const IotlbMsg& m) {
     const auto t0 = std::chrono::steady_clock::now();
     (void)dev_.iotlb_invalidate(kEp, iova, size);  // returns after the grace period
     inval_gen_.fetch_add(1, std::memory_order_relaxed);  // lcores may ask for these pages again at once
+    forget_misses(iova, size);
     const uint64_t ns = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
     bump(ctl_.invalidates);
@@ -588,6 +590,24 @@ bool Port::iotlb_msg(const IotlbMsg& m) {
     });
   }
   return true;
+}
+
+void Port::forget_misses(uint64_t iova, uint64_t size) {
+  uint64_t last = UINT64_MAX;
+  if (size == 0) iova = 0;
+  else if (!range_last(iova, size, &last)) last = UINT64_MAX;
+  const uint64_t first = iova & ~(kPage - 1);
+  auto in_range = [&](uint64_t page) { return page + (kPage - 1) >= first && page <= last; };
+  // Misses the lcores left before this INVALIDATE's grace period ended were
+  // seen in bursts that began before it: the guest has since unmapped those
+  // pages, and asking for them now would only make its IOMMU log a fault. A
+  // slot the lcore refilled meanwhile is newer and stays (the CAS fails).
+  for (uint32_t i = 0; i < kMaxVrings * kMissSlots; ++i) {
+    uint64_t v = miss_box_[i].load(std::memory_order_acquire);
+    if (v != 0 && in_range(v & ~(kPage - 1)))
+      (void)miss_box_[i].compare_exchange_strong(v, 0, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  std::erase_if(pending_misses_, [&](const auto& e) { return in_range(e.first & ~(kPage - 1)); });
 }
 
 void Port::stop_session() {
@@ -676,7 +696,7 @@ void Port::start_session() {
 void Port::flush_iotlb() {
   dev_.iotlb_flush(kEp);
   inval_gen_.fetch_add(1, std::memory_order_relaxed);
-  pending_misses_.clear();
+  forget_misses(0, 0);
   bump(ctl_.iotlb_flushes);
 }
 
@@ -715,10 +735,20 @@ std::chrono::steady_clock::time_point Port::service(std::chrono::steady_clock::t
     if (v == 0) continue;
     // Nothing goes to a front end whose rings are all stopped (vhost-user
     // "suspended device state"), nor without a back-end channel.
-    if (backend_fd_ < 0 || !iommu_mode() || session_.load(std::memory_order_relaxed) == nullptr) continue;
+    // QEMU 7.2 serves the back-end channel through queue pair 0's vhost
+    // device: with pair 0 stopped it refuses every MISS.
+    const Session* s = session_.load(std::memory_order_relaxed);
+    if (backend_fd_ < 0 || !iommu_mode() || s == nullptr || !s->pairs[0]) continue;
     const uint64_t page = v & ~(kPage - 1);
     const uint8_t access = static_cast<uint8_t>((v >> 1) & 3);
     const uint64_t key = page | access;
+    // Answered since the lcore asked (an UPDATE raced with its post): a MISS
+    // now would be stale, and if the guest unmaps the page before the VMM
+    // reads it, the guest's IOMMU logs a fault.
+    if (dev_.iotlb_maps(kEp, page, access)) {
+      bump(ctl_.misses_stale);
+      continue;
+    }
     auto it = pending_misses_.find(key);
     if (it != pending_misses_.end() && now < it->second) {
       bump(ctl_.misses_deduped);

@@ -94,6 +94,21 @@ Status Device::iotlb_invalidate(EndpointId ep, uint64_t iova, uint64_t size) noe
   return Status::kOk;
 }
 
+bool Device::iotlb_maps(EndpointId ep, uint64_t iova, uint8_t access) const noexcept {
+  DomainId d{0};
+  if (!endpoint_domain(ep, &d)) return false;
+  auto it = domains_.find(d.value);
+  if (it == domains_.end() || it->second->bypass) return false;
+  const auto& extents = it->second->extents;
+  auto e = extents.upper_bound(iova);
+  if (e == extents.begin()) return false;
+  --e;
+  if (e->second.virt_last < iova) return false;
+  const uint8_t perms = static_cast<uint8_t>(((e->second.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
+                                             ((e->second.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
+  return (access & ~perms) == 0;
+}
+
 void Device::iotlb_flush(EndpointId ep) noexcept {
   (void)iotlb_invalidate(ep, 0, 0);
 }

@@ -63,6 +63,18 @@ TEST_F(DeviceIotlbTest, UpdateTranslatesUntilInvalidated) {
   EXPECT_EQ(dev_.mapping_count(), 0u);
 }
 
+TEST_F(DeviceIotlbTest, MapsSaysWhatIsCachedForWhichAccess) {
+  EXPECT_FALSE(dev_.iotlb_maps(kEp, 0x10000, pagetable::kPermRead)) << "no domain yet";
+  ASSERT_EQ(dev_.iotlb_update(kEp, 0x10000, 2 * kPage, kUaddr, pagetable::kPermRead), Status::kOk);
+  EXPECT_TRUE(dev_.iotlb_maps(kEp, 0x10000, pagetable::kPermRead));
+  EXPECT_TRUE(dev_.iotlb_maps(kEp, 0x11fff, pagetable::kPermRead));
+  EXPECT_FALSE(dev_.iotlb_maps(kEp, 0x11fff, pagetable::kPermWrite));
+  EXPECT_FALSE(dev_.iotlb_maps(kEp, 0x12000, pagetable::kPermRead));
+  EXPECT_FALSE(dev_.iotlb_maps(kEp, 0xf000, pagetable::kPermRead));
+  ASSERT_EQ(dev_.iotlb_invalidate(kEp, 0x11000, kPage), Status::kOk);
+  EXPECT_FALSE(dev_.iotlb_maps(kEp, 0x10000, pagetable::kPermRead)) << "the whole entry went";
+}
+
 TEST_F(DeviceIotlbTest, UpdateChecksItsArguments) {
   EXPECT_EQ(dev_.iotlb_update(kEp, 0x10000, 0, kUaddr, pagetable::kPermRead), Status::kInval);
   EXPECT_EQ(dev_.iotlb_update(kEp, UINT64_MAX - kPage + 2, kPage, kUaddr, pagetable::kPermRead), Status::kInval);

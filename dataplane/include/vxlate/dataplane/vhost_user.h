@@ -124,6 +124,7 @@ struct PortStats {
   uint64_t updates = 0, updates_refused = 0, invalidates = 0;
   uint64_t ack_ns_total = 0, ack_ns_max = 0;  // INVALIDATE: message read to ack sent
   uint64_t misses_sent = 0, misses_deduped = 0, misses_retried = 0, misses_unsent = 0;
+  uint64_t misses_stale = 0;  // left by an lcore, answered before they went out: not sent
   uint64_t iotlb_flushes = 0;
   uint64_t iotlb_hits = 0, iotlb_lookups = 0;  // the device IOTLB's caches (all lcores)
   uint64_t sessions = 0;      // data-plane sessions published
@@ -227,7 +228,7 @@ class Port {
   struct ControlCounters {
     std::atomic<uint64_t> connects{0}, disconnects{0}, messages{0}, refused{0};
     std::atomic<uint64_t> updates{0}, updates_refused{0}, invalidates{0}, ack_ns_total{0}, ack_ns_max{0};
-    std::atomic<uint64_t> misses_sent{0}, misses_deduped{0}, misses_retried{0}, misses_unsent{0};
+    std::atomic<uint64_t> misses_sent{0}, misses_deduped{0}, misses_retried{0}, misses_unsent{0}, misses_stale{0};
     std::atomic<uint64_t> iotlb_flushes{0}, sessions{0};
   };
 
@@ -242,6 +243,7 @@ class Port {
   void stop_session();
   void start_session();
   void flush_iotlb();
+  void forget_misses(uint64_t iova, uint64_t size);
   void unmap_all();
   void reset_vring(Vring& v);
   bool iommu_mode() const noexcept { return (features_ & kFeatureAccessPlatform) != 0; }

@@ -181,6 +181,9 @@ class Device {
   Status iotlb_invalidate(EndpointId ep, uint64_t iova, uint64_t size) noexcept;
   // Control side: iotlb_invalidate() of everything of endpoint `ep`.
   void iotlb_flush(EndpointId ep) noexcept;
+  // Control side: whether a cached entry of `ep` translates `iova` for
+  // `access` (pagetable::Perm bits) now: a MISS for it would be stale.
+  bool iotlb_maps(EndpointId ep, uint64_t iova, uint8_t access) const noexcept;
 
   // The IOTLB: its reader side (online/quiescent/offline) is how data-plane
   // lcores take part in this Device's grace periods.
