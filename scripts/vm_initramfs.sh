@@ -24,8 +24,21 @@
 #                    "VXVM-PING transmitted=T received=R"
 #   vxcmd=A,B,C      run "A B C" (commas become spaces) instead of / after vxping
 #   vxhold=S         sleep S seconds before powering off
+#   vxpingi=SECS     interval between pings (default 1)
+#   vxpingq=Q        send the pings on transmit queue Q (XPS: every CPU
+#                    mapped to queue Q alone; needs eth0 to have queue Q)
+#   vxsend=PORT:N    after the pings, send `seq 1 N` to PEER:PORT over TCP
+#                    (busybox nc) and print "VXVM-SEND ... md5=M rc=R"
+#   vxrecv=PORT      then listen on PORT, take one TCP connection to its end
+#                    and print "VXVM-RECV bytes=B md5=M rc=R"
+#   vxxferq=Q        transmit queue for the transfers (as vxpingq)
+#   vxxfert=SECS     time limit of each transfer (default 120)
 # Lines /init prints start with "VXVM-" (VXVM-UP, VXVM-DMAR, VXVM-ATS,
-# VXVM-PING, VXVM-DONE) so a harness can grep the serial console.
+# VXVM-QUEUES, VXVM-XPS, VXVM-PING, VXVM-SEND, VXVM-RECV, VXVM-FAULTS,
+# VXVM-DONE) so a harness can grep the serial console. VXVM-QUEUES gives the
+# queue pairs virtio_net enabled (it enables min(max pairs, online CPUs) at
+# probe) and the online CPUs; VXVM-FAULTS counts the DMA-remapping faults the
+# kernel logged ("DMAR: [DMA Read|Write ...] ... fault addr").
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -152,6 +165,12 @@ PEER=$(arg vxpeer 10.9.0.1)
 NPING=$(arg vxping 0)
 CMD=$(arg vxcmd "" | tr ',' ' ')
 HOLD=$(arg vxhold 0)
+PINGI=$(arg vxpingi 1)
+PINGQ=$(arg vxpingq "")
+SEND=$(arg vxsend "")
+RECV=$(arg vxrecv "")
+XFERQ=$(arg vxxferq "")
+XFERT=$(arg vxxfert 120)
 
 for ko in $(cat /lib/modules/order); do
   insmod /lib/modules/$ko || echo "VXVM-ERR insmod $ko failed"
@@ -186,13 +205,47 @@ for d in /sys/bus/pci/devices/*; do
   done
 done
 
+NCPU=$(grep -c '^processor' /proc/cpuinfo)
+echo "VXVM-QUEUES rx=$(ls -d /sys/class/net/eth0/queues/rx-* 2>/dev/null | wc -l) tx=$(ls -d /sys/class/net/eth0/queues/tx-* 2>/dev/null | wc -l) cpus=$NCPU"
+
+steer() {  # steer Q: XPS maps every CPU to transmit queue Q alone
+  q=$1
+  [ -n "$q" ] || return 0
+  if [ ! -e /sys/class/net/eth0/queues/tx-$q/xps_cpus ]; then
+    echo "VXVM-ERR no transmit queue $q"
+    return 0
+  fi
+  all=$(printf '%x' $(( (1 << NCPU) - 1 )))
+  for t in /sys/class/net/eth0/queues/tx-*; do echo 0 > $t/xps_cpus; done
+  echo $all > /sys/class/net/eth0/queues/tx-$q/xps_cpus && echo "VXVM-XPS queue=$q cpus=0x$all"
+}
+
 if [ "$NPING" -gt 0 ]; then
+  steer "$PINGQ"
   echo "VXVM-UP stage=ping uptime=$(up)"
-  ping -c "$NPING" -i 1 -W 3 "$PEER" > /tmp/ping.out 2>&1
+  ping -c "$NPING" -i "$PINGI" -W 3 "$PEER" > /tmp/ping.out 2>&1
   cat /tmp/ping.out
   tx=$(sed -n 's/^\([0-9]*\) packets transmitted.*/\1/p' /tmp/ping.out)
   rx=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' /tmp/ping.out)
   echo "VXVM-PING transmitted=${tx:-0} received=${rx:-0} peer=$PEER uptime=$(up)"
+fi
+if [ -n "$SEND$RECV" ]; then
+  steer "$XFERQ"
+fi
+if [ -n "$SEND" ]; then
+  port=${SEND%%:*}; n=${SEND#*:}
+  echo "VXVM-UP stage=send uptime=$(up)"
+  want=$(seq 1 "$n" | md5sum | cut -d' ' -f1)
+  seq 1 "$n" | timeout "$XFERT" nc "$PEER" "$port" > /dev/null
+  rc=$?
+  echo "VXVM-SEND peer=$PEER port=$port lines=$n bytes=$(seq 1 "$n" | wc -c) md5=$want rc=$rc uptime=$(up)"
+fi
+if [ -n "$RECV" ]; then
+  echo "VXVM-UP stage=recv uptime=$(up) port=$RECV"
+  timeout "$XFERT" nc -l -p "$RECV" < /dev/null > /tmp/recv.bin
+  rc=$?
+  echo "VXVM-RECV port=$RECV bytes=$(wc -c < /tmp/recv.bin) md5=$(md5sum /tmp/recv.bin | cut -d' ' -f1) rc=$rc uptime=$(up)"
+  rm -f /tmp/recv.bin
 fi
 if [ -n "$CMD" ]; then
   echo "VXVM-CMD $CMD"
@@ -202,6 +255,9 @@ fi
 st=/sys/class/net/eth0/statistics
 echo "VXVM-LINK rx_packets=$(cat $st/rx_packets) tx_packets=$(cat $st/tx_packets) rx_dropped=$(cat $st/rx_dropped) tx_dropped=$(cat $st/tx_dropped)"
 grep -e virtio -e PCI-MSI -e IO-APIC /proc/interrupts | tr -s ' ' | sed 's/^/VXVM-IRQ /'
+dmesg | grep -e 'fault addr' -e 'handling fault' -e 'DMA fault' > /tmp/faults.txt
+echo "VXVM-FAULTS n=$(wc -l < /tmp/faults.txt)"
+sed 's/^/VXVM-FAULT /' /tmp/faults.txt | head -20
 [ "$HOLD" -gt 0 ] && sleep "$HOLD"
 echo "VXVM-DONE uptime=$(up)"
 sync

@@ -42,6 +42,8 @@ case $MODE in
 esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/vm_lib.sh
+source "$ROOT/scripts/vm_lib.sh"
 SWITCH=${VXLATE_SWITCH:-$ROOT/build/release/apps/vxlate-switch}
 GUEST=${VXLATE_VM_DIR:-$ROOT/build/vm/guest}
 PINGS=${VXLATE_VM_PINGS:-10}
@@ -129,16 +131,9 @@ fi
 "${IPH[@]}" link set "$TAP" up || die "cannot bring $TAP up"
 
 # --- QEMU ----------------------------------------------------------------------
-VEC=",vectors=$VECTORS"
-[[ $VECTORS == default ]] && VEC=
 APPEND="console=ttyS0 intel_iommu=on iommu.strict=$STRICT panic=-1 vxip=$GUEST_IP/24 vxpeer=$HOST_IP vxping=$PINGS ${VXLATE_VM_APPEND:-}"
-QEMU=(qemu-system-x86_64 -M q35 -accel tcg -cpu max -m 512M
-  -object memory-backend-memfd,id=mem,size=512M,share=on -numa node,memdev=mem
-  -device "intel-iommu,intremap=off,device-iotlb=on,caching-mode=$CMODE"
-  -chardev "socket,id=c0,path=$SOCK" -netdev vhost-user,id=n0,chardev=c0
-  -device pcie-root-port,id=rp0,chassis=1
-  -device "virtio-net-pci,bus=rp0,netdev=n0,iommu_platform=on,ats=on,disable-legacy=on,romfile=$VEC"
-  -kernel "$GUEST/vmlinuz" -initrd "$GUEST/initrd.img" -append "$APPEND" -nographic -no-reboot)
+vm_qemu_argv "$SOCK" "$GUEST" "$APPEND" "$CMODE" "$VECTORS"
+QEMU=("${VM_QEMU[@]}")
 PRE=()
 [[ $STRACE == 1 ]] && PRE=(strace -f -tt -xx -s 4096 -e trace=sendmsg,recvmsg,write,read,readv,writev -o "$LOG/qemu.strace")
 printf '%q ' "${PRE[@]}" "${QEMU[@]}" > "$LOG/qemu.cmd"; echo >> "$LOG/qemu.cmd"
@@ -187,8 +182,7 @@ TX=$(sed -n 's/.*VXVM-PING transmitted=\([0-9]*\).*/\1/p' "$OUT" | tail -1)
 RX=$(sed -n 's/.*VXVM-PING .*received=\([0-9]*\).*/\1/p' "$OUT" | tail -1)
 ATS=$(sed -n 's/.*VXVM-ATS .*enabled=\([0-9]\).*/\1/p' "$OUT" | tail -1)
 GUP=$(sed -n 's/.*VXVM-UP stage=eth0 uptime=\([0-9.]*\).*/\1/p' "$OUT" | tail -1)
-DMAR_POLICY=$(grep -ao 'invalidation policy: [a-z]*' "$OUT" | tail -1 | sed 's/.*: //')
-[[ $DMAR_POLICY != strict ]] && grep -aq "IOMMU batching disallowed" "$OUT" && DMAR_POLICY="${DMAR_POLICY}->strict(caching-mode)"
+DMAR_POLICY=$(vm_guest_policy "$OUT")
 grep -a 'VXVM-DMAR' "$OUT" > "$LOG/guest-dmar.txt"
 ETH_S=?; [[ -n $T_ETH ]] && ETH_S=$(awk -v a="$T_ETH" -v b="$T0" 'BEGIN{printf "%.1f", a-b}')
 WALL_S=$(awk -v a="$T_END" -v b="$T0" 'BEGIN{printf "%.1f", a-b}')
