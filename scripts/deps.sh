@@ -3,7 +3,8 @@
 # Idempotent: does nothing (and needs no network) when all are present.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
-      libdpdk-dev dpdk dpdk-dev python3 libtbb-dev libxxhash-dev libbenchmark-dev libgtest-dev)
+      libdpdk-dev dpdk dpdk-dev python3 libtbb-dev libxxhash-dev libbenchmark-dev libgtest-dev
+      qemu-system-x86 busybox-static cpio iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

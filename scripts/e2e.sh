@@ -90,6 +90,18 @@ if [ ! -c /dev/net/tun ]; then
   echo "SKIPPED: e2e_vm needs /dev/net/tun"
   exit 77
 fi
+# A container may be root without the capabilities behind these.
+probe=vxprobe$$
+if ! ip netns add "$probe" 2>/dev/null; then
+  echo "SKIPPED: e2e_vm cannot create a network namespace here"
+  exit 77
+fi
+ip netns del "$probe"
+if ! ip tuntap add dev "$probe" mode tap 2>/dev/null; then
+  echo "SKIPPED: e2e_vm cannot create a tap device here"
+  exit 77
+fi
+ip link del "$probe"
 
 e2e_init e2e_vm
 W=$E2E_WORK
