@@ -359,18 +359,54 @@ int tm_port(const char*, const char* params, rte_tel_data* d) {
   return 0;
 }
 
+// A forwarding lcore's part in the grace periods: a registered reader of the
+// back end's Rcu, online while it forwards, reporting a quiescent state
+// after every round, offline while idle (no INVALIDATE ack waits on a
+// sleeping lcore).
+class PollReader {
+ public:
+  explicit PollReader(vxlate::Rcu& rcu) : rcu_(rcu), id_(rcu.register_reader()) { rcu_.online(id_); }
+  ~PollReader() {
+    if (online_) rcu_.offline(id_);
+    rcu_.unregister_reader(id_);
+  }
+  PollReader(const PollReader&) = delete;
+  PollReader& operator=(const PollReader&) = delete;
+  uint32_t id() const { return id_; }
+  // Before a round.
+  void wake() {
+    if (!online_) {
+      rcu_.online(id_);
+      online_ = true;
+    }
+  }
+  // After a round; busy: it moved frames or holds some.
+  void round_done(bool busy) {
+    rcu_.quiescent(id_);
+    if (busy) {
+      idle_ = 0;
+    } else if (++idle_ >= kIdleRounds) {
+      rcu_.offline(id_);
+      online_ = false;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      idle_ = kIdleRounds / 2;
+    }
+  }
+
+ private:
+  vxlate::Rcu& rcu_;
+  const uint32_t id_;
+  bool online_ = true;
+  uint32_t idle_ = 0;
+};
+
 // Polls `dirs` until stopped. Online while forwarding, offline while idle.
 void forward(std::vector<Direction>& dirs) {
-  vxlate::Rcu& rcu = *g_switch->rcu;
-  const uint32_t reader = rcu.register_reader();
-  rcu.online(reader);
-  bool online = true;
-  uint32_t idle = 0, rounds = 0;
+  PollReader poll(*g_switch->rcu);
+  const uint32_t reader = poll.id();
+  uint32_t rounds = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
-    if (!online) {
-      rcu.online(reader);
-      online = true;
-    }
+    poll.wake();
     uint32_t moved = 0;
     for (Direction& d : dirs) moved += d.step(reader, g_switch->pool);
     // Miss-ahead on the vhost-user ports (device IOTLB), in idle rounds and
@@ -380,40 +416,25 @@ void forward(std::vector<Direction>& dirs) {
       for (Direction& d : dirs)
         if (d.dst->is_vhost()) d.dst->vhost->prefetch(reader, d.q);
     }
-    rcu.quiescent(reader);
     bool holding = false;
     for (const Direction& d : dirs) holding |= d.n != 0;
-    if (moved != 0 || holding) {
-      idle = 0;
-    } else if (++idle >= kIdleRounds) {
-      // Idle: no grace period waits on this lcore while it sleeps.
-      rcu.offline(reader);
-      online = false;
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-      idle = kIdleRounds / 2;
-    }
+    poll.round_done(moved != 0 || holding);
   }
-  if (online) rcu.offline(reader);
   for (Direction& d : dirs) d.drop_all();
-  rcu.unregister_reader(reader);
 }
 
 // The learning bridge: one lcore, queue 0 of every port.
 void learn(std::vector<Direction>&) {
   Switch& sw = *g_switch;
-  vxlate::Rcu& rcu = *sw.rcu;
-  const uint32_t reader = rcu.register_reader();
+  PollReader poll(*sw.rcu);
+  const uint32_t reader = poll.id();
   std::unordered_map<uint64_t, uint16_t> macs;  // MAC -> port (control of this one lcore)
-  rcu.online(reader);
-  bool online = true;
-  uint32_t idle = 0;
   rte_mbuf* in[kBurst];
+  // Per destination, at most one reference per frame of every source's burst.
   std::vector<std::vector<rte_mbuf*>> out(sw.ports.size());
+  for (auto& v : out) v.reserve(size_t{kBurst} * sw.ports.size());
   while (!g_stop.load(std::memory_order_relaxed)) {
-    if (!online) {
-      rcu.online(reader);
-      online = true;
-    }
+    poll.wake();
     uint32_t moved = 0;
     for (auto& src : sw.ports) {
       const uint16_t n = src->rx(reader, 0, sw.pool, in, kBurst);
@@ -467,18 +488,8 @@ void learn(std::vector<Direction>&) {
       }
       v.clear();
     }
-    rcu.quiescent(reader);
-    if (moved != 0) {
-      idle = 0;
-    } else if (++idle >= kIdleRounds) {
-      rcu.offline(reader);
-      online = false;
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-      idle = kIdleRounds / 2;
-    }
+    poll.round_done(moved != 0);
   }
-  if (online) rcu.offline(reader);
-  rcu.unregister_reader(reader);
 }
 
 int worker_main(void* arg) {

@@ -1,5 +1,7 @@
-// A vhost-user-net port (vhost_user.h): the front end's messages on the control
-// side, the burst API on the reader side.
+// A vhost-user-net port's control side (vhost_user.h): the front end's
+// messages, the memory table, the sessions published to the lcores, the
+// misses sent on the back-end channel; and the counters (any thread). The
+// reader side is in vhost_user_data.cpp.
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -11,14 +13,15 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "vxlate/dataplane/vhost_user.h"
+#include "vhost_user_session.h"
 
 namespace vxlate::dataplane::vhost_user {
 
-namespace {
+using detail::bump;
+using detail::kEp;
+using detail::kPage;
 
-constexpr EndpointId kEp{0};  // the port's one endpoint in its device IOTLB
-constexpr uint64_t kPage = 4096;
+namespace {
 
 // The port's Device: one endpoint, no reserved regions, no bypass; a cache
 // bound (mappings, tables) a guest cannot push past: an UPDATE beyond it
@@ -38,11 +41,6 @@ void close_fd(int* fd) noexcept {
   *fd = -1;
 }
 
-// Relaxed single-writer counter updates.
-void bump(std::atomic<uint64_t>& c, uint64_t n = 1) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
-
 bool is_get(uint32_t request) noexcept {
   switch (request) {
     case kGetFeatures:
@@ -57,29 +55,6 @@ bool is_get(uint32_t request) noexcept {
 }
 
 }  // namespace
-
-// The data plane's view of a port, immutable while published except the
-// owner-only per-pair state (each pair's lcore writes only its own).
-struct Port::Session {
-  bool iommu = false;  // ACCESS_PLATFORM: addresses are IOVAs that may miss
-  std::unique_ptr<NetDevice> pairs[kMaxQueuePairs];
-  int call_fd[kMaxVrings];
-  // Owner only: the misses each ring posted lately, when, and under which
-  // invalidation generation, so that a held ring or a prefetch asks for the
-  // same page again only after kMissRetry, unless an INVALIDATE or a flush
-  // came since (the page may have been answered, used and taken away again:
-  // strict mode reuses a page within microseconds).
-  struct Posted {
-    uint64_t v = 0;
-    std::chrono::steady_clock::time_point at{};
-    uint32_t gen = 0;
-  };
-  Posted posted[kMaxVrings][kMissSlots];
-  // Counters at publication; the owner stores base + this session's.
-  PortStats base[kMaxQueuePairs];
-  uint64_t held[kMaxQueuePairs] = {};
-  bool waiting[kMaxQueuePairs] = {};  // the last enqueue left frames for a miss
-};
 
 Port::Port(Rcu& rcu, const PortConfig& cfg, int wake_fd)
     : rcu_(rcu),
@@ -166,130 +141,6 @@ PortStats Port::stats() const noexcept {
   s.iotlb_flushes = get(ctl_.iotlb_flushes);
   s.sessions = get(ctl_.sessions);
   return s;
-}
-
-// --- reader side -------------------------------------------------------------
-
-void Port::after_burst(const Session& cs, uint16_t qp, bool rx) noexcept {
-  // The owner's own fields of the session (see Session).
-  Session& s = const_cast<Session&>(cs);
-  NetDevice& net = *s.pairs[qp];
-  const uint32_t ring = 2u * qp + (rx ? 0 : 1);
-  Virtqueue& vq = rx ? net.rxq(0) : net.txq(0);
-  Miss m;
-  if (vq.take_miss(&m) && post_miss(s, ring, m) && wake_fd_ >= 0) {
-    const uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
-  }
-  bool irq_rx = false, irq_tx = false;
-  net.take_interrupts(0, &irq_rx, &irq_tx);
-  PairCounters& c = counters_[qp];
-  const PortStats& b = s.base[qp];
-  for (int i = 0; i < 2; ++i) {
-    const bool want = i == 0 ? irq_rx : irq_tx;
-    const int fd = s.call_fd[2u * qp + i];
-    if (want && fd >= 0) {
-      const uint64_t one = 1;
-      (void)!::write(fd, &one, sizeof one);
-      bump(c.interrupts);
-    }
-  }
-  auto set = [](std::atomic<uint64_t>& a, uint64_t v) { a.store(v, std::memory_order_relaxed); };
-  const VirtqueueStats& rs = net.rxq(0).stats();
-  const VirtqueueStats& ts = net.txq(0).stats();
-  if (rx) {
-    set(c.rx_packets, b.rx_packets + net.rx_stats(0).packets);
-    set(c.rx_bytes, b.rx_bytes + net.rx_stats(0).bytes);
-    set(c.rx_dropped, b.rx_dropped + net.rx_stats(0).dropped);
-    set(c.rx_held, b.rx_held + s.held[qp]);
-  } else {
-    set(c.tx_packets, b.tx_packets + net.tx_stats(0).packets);
-    set(c.tx_bytes, b.tx_bytes + net.tx_stats(0).bytes);
-    set(c.tx_no_mbuf, b.tx_no_mbuf + net.tx_stats(0).no_mbuf);
-  }
-  set(c.bad_chains, b.bad_chains + rs.bad_total() + ts.bad_total());
-  set(c.ring_misses, b.ring_misses + rs.ring_faults + ts.ring_faults);
-}
-
-bool Port::post_miss(Session& s, uint32_t ring, const Miss& m) noexcept {
-  const uint64_t v = (m.iova & ~(kPage - 1)) | (uint64_t{m.access} << 1) | 1;
-  const auto now = std::chrono::steady_clock::now();
-  // relaxed: a hint; a stale value costs one extra post or one kMissRetry wait.
-  const uint32_t gen = inval_gen_.load(std::memory_order_relaxed);
-  Session::Posted* recent = s.posted[ring];
-  Session::Posted* slot = &recent[0];
-  for (uint32_t i = 0; i < kMissSlots; ++i) {
-    if (recent[i].v == v) {
-      if (recent[i].gen == gen && now - recent[i].at < kMissRetry) return false;  // asked lately
-      slot = &recent[i];
-      break;
-    }
-    if (recent[i].at < slot->at) slot = &recent[i];
-  }
-  std::atomic<uint64_t>* box = &miss_box_[ring * kMissSlots];
-  for (uint32_t i = 0; i < kMissSlots; ++i) {
-    // relaxed: only this lcore fills slots; release: pairs with the control
-    // side's exchange (nothing else rides on it, but the value is whole).
-    if (box[i].load(std::memory_order_relaxed) == 0) {
-      box[i].store(v, std::memory_order_release);
-      *slot = Session::Posted{v, now, gen};
-      bump(counters_[ring / 2].miss_posts);
-      return true;
-    }
-  }
-  return false;  // the mailbox is full: asked again on a later burst
-}
-
-void Port::prefetch(uint32_t reader, uint16_t qp) noexcept {
-  const Session* cs = session_.load(std::memory_order_acquire);  // as in dequeue_burst()
-  if (cs == nullptr || qp >= kMaxQueuePairs || !cs->pairs[qp] || !cs->iommu) return;
-  Session& s = const_cast<Session&>(*cs);  // owner-only fields
-  NetDevice& net = *s.pairs[qp];
-  const Rcu::ReadSection section(rcu_, reader);  // debug builds: no quiescent report inside
-  bool posted = false;
-  for (uint32_t i = 0; i < 2; ++i) {
-    Virtqueue& vq = i == 0 ? net.rxq(0) : net.txq(0);
-    Miss misses[kMissSlots + 1];
-    size_t n = 0;
-    if (vq.begin(reader, 0)) n = vq.prefetch(kPrefetchChains, std::span<Miss>(misses, kMissSlots));
-    if (vq.take_miss(&misses[n])) ++n;  // a ring that misses, or a held chain's
-    for (size_t k = 0; k < n; ++k) posted |= post_miss(s, 2 * qp + i, misses[k]);
-  }
-  if (posted && wake_fd_ >= 0) {
-    const uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
-  }
-}
-
-uint16_t Port::dequeue_burst(uint32_t reader, uint16_t qp, rte_mempool* mp, rte_mbuf** pkts,
-                             uint16_t count) noexcept {
-  // acquire: pairs with the release store in start_session(): the session's
-  // queues and fds are fully built.
-  const Session* s = session_.load(std::memory_order_acquire);
-  if (s == nullptr || qp >= kMaxQueuePairs || !s->pairs[qp]) return 0;
-  const uint16_t n = s->pairs[qp]->dequeue_burst(reader, 0, mp, pkts, count);
-  after_burst(*s, qp, false);
-  return n;
-}
-
-uint16_t Port::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const* pkts, uint16_t count) noexcept {
-  const Session* s = session_.load(std::memory_order_acquire);  // as in dequeue_burst()
-  if (s == nullptr || qp >= kMaxQueuePairs || !s->pairs[qp]) return 0;
-  NetDevice& net = *s->pairs[qp];
-  const uint64_t held_before = net.rxq(0).stats().held;
-  const uint16_t n = net.enqueue_burst(reader, 0, pkts, count);
-  Session& own = const_cast<Session&>(*s);  // owner-only fields
-  const bool was_waiting = own.waiting[qp];
-  own.waiting[qp] = net.rxq(0).stats().held != held_before && n < count;
-  // Frames are counted when they start waiting, not on every offer again.
-  if (own.waiting[qp] && !was_waiting) own.held[qp] += count - n;
-  after_burst(*s, qp, true);
-  return n;
-}
-
-bool Port::rx_waiting_for_miss(uint16_t qp) const noexcept {
-  const Session* s = session_.load(std::memory_order_acquire);  // as in dequeue_burst()
-  return s != nullptr && qp < kMaxQueuePairs && s->pairs[qp] && s->waiting[qp];
 }
 
 // --- control side ------------------------------------------------------------

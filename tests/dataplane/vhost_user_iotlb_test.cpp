@@ -26,6 +26,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -111,6 +112,30 @@ class Lcore {
   std::thread thread_;
 };
 
+// The QEMU side with a vIOMMU, started: every area the driver hands out is
+// mapped at its default IOVA; where the receive buffers are is remembered.
+struct IommuFrontend {
+  explicit IommuFrontend(VhostUserFrontendOptions o) {
+    o.iommu = true;
+    o.queue_size = 64;
+    o.connect_timeout_ms = 2000;
+    o.dma_map = [this](const VhostUserDmaArea& a) {
+      const uint64_t iova = fe->default_iova(a.gpa);
+      fe->map(iova, a.gpa, a.bytes, a.perm);
+      if (a.use == VhostUserDmaArea::kRxBuffers) {
+        rx_pool = a;
+        rx_iova = iova;
+      }
+      return iova;
+    };
+    fe = std::make_unique<VhostUserFrontend>(std::move(o));
+    fe->start();  // calls dma_map, fe is set
+  }
+  std::unique_ptr<VhostUserFrontend> fe;
+  VhostUserDmaArea rx_pool{};
+  uint64_t rx_iova = 0;
+};
+
 struct Params {
   uint32_t drop_every_nth_miss;
 };
@@ -130,26 +155,12 @@ TEST_P(VhostUserIotlbTest, StrictChurnNeverTouchesInvalidatedBuffersAndLosesNoth
 
   VhostUserFrontendOptions o;
   o.path = sock;
-  o.iommu = true;
-  o.queue_size = 64;
   o.mrg_rxbuf = false;  // a poisoned header must not read as a merge count
   o.drop_every_nth_miss = GetParam().drop_every_nth_miss;
-  o.connect_timeout_ms = 2000;
-  VhostUserDmaArea rx_pool{};
-  uint64_t rx_iova = 0;
-  VhostUserFrontend* fe_ptr = nullptr;
-  o.dma_map = [&](const VhostUserDmaArea& a) {
-    const uint64_t iova = fe_ptr->default_iova(a.gpa);
-    fe_ptr->map(iova, a.gpa, a.bytes, a.perm);
-    if (a.use == VhostUserDmaArea::kRxBuffers) {
-      rx_pool = a;
-      rx_iova = iova;
-    }
-    return iova;
-  };
-  VhostUserFrontend fe(o);
-  fe_ptr = &fe;
-  fe.start();
+  IommuFrontend guest_side(o);
+  VhostUserFrontend& fe = *guest_side.fe;
+  const VhostUserDmaArea rx_pool = guest_side.rx_pool;
+  const uint64_t rx_iova = guest_side.rx_iova;
   ASSERT_NE(rx_pool.bytes, 0u);
   Lcore lcore(rcu, port);
 
@@ -280,24 +291,10 @@ TEST(VhostUserIotlb, APageNeededAgainAfterItsInvalidateIsAskedForAtOnce) {
   backend.start();
   VhostUserFrontendOptions o;
   o.path = pc.path;
-  o.iommu = true;
-  o.queue_size = 64;
-  o.connect_timeout_ms = 2000;
-  VhostUserDmaArea rx_pool{};
-  uint64_t rx_iova = 0;
-  VhostUserFrontend* fe_ptr = nullptr;
-  o.dma_map = [&](const VhostUserDmaArea& a) {
-    const uint64_t iova = fe_ptr->default_iova(a.gpa);
-    fe_ptr->map(iova, a.gpa, a.bytes, a.perm);
-    if (a.use == VhostUserDmaArea::kRxBuffers) {
-      rx_pool = a;
-      rx_iova = iova;
-    }
-    return iova;
-  };
-  VhostUserFrontend fe(o);
-  fe_ptr = &fe;
-  fe.start();
+  IommuFrontend guest_side(o);
+  VhostUserFrontend& fe = *guest_side.fe;
+  const VhostUserDmaArea rx_pool = guest_side.rx_pool;
+  const uint64_t rx_iova = guest_side.rx_iova;
   ASSERT_EQ(fe.post_rx(0, 64), 64u);
   const uint32_t reader = rcu.register_reader();
   rcu.online(reader);
