@@ -36,9 +36,9 @@ Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::sp
                             size_t* n) noexcept {
   ++stats_.translations;
   if (!cfg_.access_platform) return dev_.gpa_to_hva(addr, len, out, n);
-  if (!cfg_.hold_on_miss) return dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n);
+  if (!cfg_.hold_on_miss) return burst_.iova_to_hva(addr, len, access, out, n);
   engine::FaultEvent fault{};
-  const Status st = dev_.iova_to_hva(reader_, cfg_.ep, addr, len, access, out, n, &fault);
+  const Status st = burst_.iova_to_hva(addr, len, access, out, n, &fault);
   if (st == Status::kFault && collecting_) {
     if (ncollected_ < collect_.size()) collect_[ncollected_++] = Miss{fault.address, access};
     return st;
@@ -76,16 +76,31 @@ bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
   uint8_t* used = nullptr;
   // The device only reads the descriptor table and the avail ring and only
   // writes the used ring (avail_event included).
+  if (cfg_.access_platform) burst_.begin(dev_, reader, cfg_.ep);
   if (cfg_.rings_host) {
     desc = reinterpret_cast<uint8_t*>(cfg_.desc);
     avail = reinterpret_cast<uint8_t*>(cfg_.avail);
     used = reinterpret_cast<uint8_t*>(cfg_.used);
+  } else if (rings_kept_ && ring_stamp_ == current_stamp()) {
+    // Nothing the ring translations depend on changed since they were made
+    // (no invalidation applied by this reader, same domain, same memory
+    // table): they are still what translate_ring() would return.
+    desc = kept_desc_;
+    avail = kept_avail_;
+    used = kept_used_;
+  } else {
+    rings_kept_ = valid_queue_size(size) &&
+                  translate_ring(cfg_.desc, desc_bytes(size), kPermRead, kDescAlign, &desc) &&
+                  translate_ring(cfg_.avail, avail_bytes(size), kPermRead, kAvailAlign, &avail) &&
+                  translate_ring(cfg_.used, used_bytes(size), kPermWrite, kUsedAlign, &used);
+    if (rings_kept_) {
+      kept_desc_ = desc;
+      kept_avail_ = avail;
+      kept_used_ = used;
+      ring_stamp_ = current_stamp();
+    }
   }
-  if (!valid_queue_size(size) ||
-      (!cfg_.rings_host &&
-       (!translate_ring(cfg_.desc, desc_bytes(size), kPermRead, kDescAlign, &desc) ||
-        !translate_ring(cfg_.avail, avail_bytes(size), kPermRead, kAvailAlign, &avail) ||
-        !translate_ring(cfg_.used, used_bytes(size), kPermWrite, kUsedAlign, &used)))) {
+  if (!valid_queue_size(size) || (!cfg_.rings_host && !rings_kept_)) {
     desc_ = nullptr;
     ++stats_.ring_faults;
     return false;
@@ -328,6 +343,7 @@ void Virtqueue::refuse(const Chain& c, BadChain why) noexcept {
 }
 
 bool Virtqueue::publish() noexcept {
+  if (cfg_.access_platform) burst_.end();  // the burst's IOTLB hits, counted once
   if (pending_ == 0) return false;
   const uint16_t old_idx = used_idx_;
   used_idx_ = static_cast<uint16_t>(used_idx_ + pending_);

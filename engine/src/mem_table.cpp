@@ -32,6 +32,7 @@ Status MemTable::set(std::span<const MemRegion> regions) noexcept {
       return Status::kInval;
     }
   }
+  table->version = ++versions_;
   // acq_rel: release publishes the new table (acquire in snapshot()).
   const Snapshot* old = cur_.exchange(table, std::memory_order_acq_rel);
   rcu_.synchronize();  // no reader still uses the old table

@@ -1,6 +1,7 @@
-// The Device's reader side: iova -> hva, iova -> gpa and the fault events they
-// report. Runs on data-plane lcores, each an online reader of the Device's Rcu:
-// wait-free, no allocation, no store to a shared line on success.
+// The Device's reader side: iova -> hva, iova -> gpa, the per-burst
+// translations of Device::Burst and the fault events they report. Runs on
+// data-plane lcores, each an online reader of the Device's Rcu: wait-free, no
+// allocation, no store to a shared line on success.
 #include <algorithm>
 
 #include "segments.h"
@@ -8,6 +9,17 @@
 #include "vxlate/engine/device.h"
 
 namespace vxlate::engine {
+
+namespace {
+
+// The checks every translation makes of its arguments: a non-empty range
+// that does not wrap, and read and/or write access only.
+bool valid_access(uint64_t iova, uint64_t len, uint8_t access, uint64_t* last) noexcept {
+  return range_last(iova, len, last) && (access & pagetable::kPermReadWrite) != 0 &&
+         (access & ~pagetable::kPermReadWrite) == 0;
+}
+
+}  // namespace
 
 Status Device::iova_to_hva(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                            std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept {
@@ -19,48 +31,60 @@ Status Device::iova_to_gpa(uint32_t reader, EndpointId ep, uint64_t iova, uint64
   return translate(reader, ep, iova, len, access, segs, nsegs, false, fault);
 }
 
+uint8_t Device::resolve(uint32_t ep, const Domain** dom) const noexcept {
+  // acquire: pairs with the release in publish_endpoint().
+  *dom = ep_table_[ep - cfg_.endpoint_first].load(std::memory_order_acquire);
+  if (*dom != nullptr) return (*dom)->bypass ? Burst::kIdentity : Burst::kTranslate;
+  // Spec: an unattached endpoint bypasses iff BYPASS_CONFIG and bypass = 1.
+  return cfg_.feature_bypass_config && bypass_.load(std::memory_order_relaxed) == 1 ? Burst::kIdentity
+                                                                                   : Burst::kNone;
+}
+
 Status Device::translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                          std::span<Segment> segs, size_t* nsegs, bool to_hva, FaultEvent* fault) noexcept {
   VXLATE_DCHECK(reader < rcu_.max_readers(), "Device: reader id out of range");
   VXLATE_DCHECK(rcu_.is_online(reader), "Device: a reader must be online (Iotlb::online) to translate");
   *nsegs = 0;
   uint64_t last = 0;
-  if (!range_last(iova, len, &last) || (access & pagetable::kPermReadWrite) == 0 ||
-      (access & ~pagetable::kPermReadWrite) != 0)
-    return Status::kInval;
-  if (!endpoint_exists(ep.value)) return Status::kInval;
-  // acquire: pairs with the release in publish_endpoint().
-  const Domain* dom = ep_table_[ep.value - cfg_.endpoint_first].load(std::memory_order_acquire);
-  bool identity = false;
-  if (dom == nullptr) {
-    // Spec: an unattached endpoint bypasses iff BYPASS_CONFIG and bypass = 1.
-    if (!(cfg_.feature_bypass_config && bypass_.load(std::memory_order_relaxed) == 1)) {
-      return report_fault(reader, kFaultReasonDomain, access, ep.value, iova, fault);
-    }
-    identity = true;
-  } else {
-    identity = dom->bypass;
-  }
-  const MemTable::Snapshot* mem = to_hva ? mem_.snapshot() : nullptr;
+  if (!valid_access(iova, len, access, &last) || !endpoint_exists(ep.value)) return Status::kInval;
+  const Domain* dom = nullptr;
+  const uint8_t mode = resolve(ep.value, &dom);
+  iotlb::Iotlb::View view;
+  if (mode == Burst::kTranslate) view.begin(tlb_, reader, DomainId{dom->tag}, dom->pt);
+  const MemRegion* last_region = nullptr;
+  const Status st = walk_range(mode, view, to_hva, to_hva ? mem_.snapshot() : nullptr, &last_region, reader,
+                               ep.value, iova, last, access, segs, nsegs, fault);
+  if (mode == Burst::kTranslate) view.end();
+  return st;
+}
+
+Status Device::walk_range(uint8_t mode, iotlb::Iotlb::View& view, bool to_hva, const MemTable::Snapshot* mem,
+                          const MemRegion** last_region, uint32_t reader, uint32_t ep, uint64_t iova, uint64_t last,
+                          uint8_t access, std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept {
+  *nsegs = 0;
+  if (mode == Burst::kNone) return report_fault(reader, kFaultReasonDomain, access, ep, iova, fault);
   size_t n = 0;
   uint64_t pos = iova;
   for (;;) {
     uint64_t gpa = pos;
     uint64_t chunk_last = last;
-    if (!identity) {
+    if (mode == Burst::kTranslate) {
       pagetable::Translation t;
-      if (tlb_.translate(reader, DomainId{dom->tag}, dom->pt, pos, access, &t) != Status::kOk) {
-        return report_fault(reader, kFaultReasonMapping, access, ep.value, pos, fault);
-      }
+      if (view.translate(pos, access, &t) != Status::kOk)
+        return report_fault(reader, kFaultReasonMapping, access, ep, pos, fault);
       gpa = t.out;
       chunk_last = std::min(last, pos | (t.leaf_size - 1));
     }
     uint64_t addr = gpa;
     if (to_hva) {
-      const MemRegion* reg = mem != nullptr ? mem->find(gpa) : nullptr;
-      if (reg == nullptr) {
-        // No guest memory behind this byte: the access faults as a whole.
-        return report_fault(reader, kFaultReasonMapping, access, ep.value, pos, fault);
+      const MemRegion* reg = *last_region;
+      if (reg == nullptr || gpa - reg->gpa >= reg->size) {
+        reg = mem != nullptr ? mem->find(gpa) : nullptr;
+        if (reg == nullptr) {
+          // No guest memory behind this byte: the access faults as a whole.
+          return report_fault(reader, kFaultReasonMapping, access, ep, pos, fault);
+        }
+        *last_region = reg;
       }
       const uint64_t left_in_region = reg->gpa + (reg->size - 1) - gpa;  // bytes after gpa
       if (left_in_region < chunk_last - pos) chunk_last = pos + left_in_region;
@@ -73,6 +97,39 @@ Status Device::translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t
   }
   *nsegs = n;
   return Status::kOk;
+}
+
+// --- Device::Burst -----------------------------------------------------------
+
+void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept {
+  VXLATE_DCHECK(reader < dev.rcu_.max_readers(), "Device::Burst: reader id out of range");
+  VXLATE_DCHECK(dev.rcu_.is_online(reader), "Device::Burst: a reader must be online (Iotlb::online) to translate");
+  view_.end();  // the previous burst's hits
+  dev_ = &dev;
+  reader_ = reader;
+  ep_ = ep;
+  dom_ = nullptr;
+  stamp_ = Stamp{};
+  last_region_ = nullptr;
+  mem_ = dev.mem_.snapshot();
+  stamp_.mem_version = mem_ != nullptr ? mem_->version : 0;
+  if (!dev.endpoint_exists(ep.value)) return;  // kNone: iova_to_hva() says INVAL
+  stamp_.mode = dev.resolve(ep.value, &dom_);
+  if (stamp_.mode == kTranslate) {
+    view_.begin(dev.tlb_, reader, DomainId{dom_->tag}, dom_->pt);
+    stamp_.tag = dom_->tag;
+    stamp_.epoch = view_.epoch();
+  }
+}
+
+Status Device::Burst::iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs,
+                                  size_t* nsegs, FaultEvent* fault) noexcept {
+  VXLATE_DCHECK(dev_ != nullptr, "Device::Burst: iova_to_hva() before begin()");
+  *nsegs = 0;
+  uint64_t last = 0;
+  if (!valid_access(iova, len, access, &last) || !dev_->endpoint_exists(ep_.value)) return Status::kInval;
+  return dev_->walk_range(stamp_.mode, view_, true, mem_, &last_region_, reader_, ep_.value, iova, last, access, segs,
+                          nsegs, fault);
 }
 
 Status Device::report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova,

@@ -693,6 +693,91 @@ TEST_P(VirtqueueTest, RingFaults) {
 
 // An UNMAP of the rings' IOVAs completes only after this reader's quiescent
 // report; the next begin() no longer reaches them (the IOTLB dropped them too).
+// The ring translations are kept across bursts (Device::Burst's stamp) and
+// made again only after something they depend on changed: an invalidation
+// this reader applied (ACCESS_PLATFORM; any, even of an unrelated page) or a
+// new memory table (both modes). stats().translations counts every translate
+// call: three ring areas plus one per buffer.
+TEST_P(VirtqueueTest, RingTranslationsKeptUntilAnInvalidation) {
+  Virtqueue q(*dev_, fresh(8));
+  set_desc(0, d(kBuf, 16));
+  auto burst = [&] {
+    offer(0);
+    const uint64_t before = q.stats().translations;
+    EXPECT_TRUE(q.begin(reader_));
+    EXPECT_TRUE(q.pop(&c_));
+    q.push(0, 0);
+    q.publish();
+    return q.stats().translations - before;
+  };
+  // A control call that waits for a grace period, while this reader reports.
+  auto synced = [&](const std::function<int()>& call) {
+    std::atomic<int> st{-2};
+    std::thread control([&] { st.store(call()); });
+    while (st.load() == -2) dev_->iotlb().quiescent(reader_);
+    control.join();
+    return st.load();
+  };
+  EXPECT_EQ(burst(), 4u) << "first burst: three rings and the buffer";
+  EXPECT_EQ(burst(), 1u) << "rings kept";
+  dev_->iotlb().quiescent(reader_);
+  EXPECT_EQ(burst(), 1u) << "a quiescent report with nothing new keeps them";
+  if (ap()) {
+    EXPECT_EQ(synced([&] { return send(unmap_req(1, kRoIova, kRoIova + 0xfff)); }), 0);
+    EXPECT_EQ(burst(), 4u) << "an UNMAP the reader applied drops them (any UNMAP: the check is coarse)";
+    EXPECT_EQ(burst(), 1u);
+  }
+  const engine::MemRegion regions[] = {{kGpa, kASize, reinterpret_cast<uint64_t>(a_)},
+                                       {kBGpa, kBSize, reinterpret_cast<uint64_t>(b_)}};
+  EXPECT_EQ(synced([&] { return static_cast<int>(dev_->set_mem_table(regions)); }), 0);
+  EXPECT_EQ(burst(), 4u) << "a new memory table drops them";
+  EXPECT_EQ(used_idx(), ap() ? 6 : 4);
+  EXPECT_EQ(q.stats().ring_faults, 0u);
+}
+
+// The endpoint moves to another domain that maps the ring IOVAs elsewhere,
+// with no invalidation at all (its old domain lives on with another endpoint):
+// the kept rings must not be used, since they belong to the old domain.
+TEST_P(VirtqueueTest, KeptRingsFollowTheEndpointsDomain) {
+  if (!ap()) GTEST_SKIP() << "rings are GPAs without ACCESS_PLATFORM";
+  constexpr uint64_t kCopy = kGpa + 0x10000;  // domain 2's view of the ring IOVAs
+  ASSERT_EQ(send(attach_req(1, 2)), 0);       // endpoint 2 keeps domain 1 alive
+  Virtqueue q(*dev_, fresh(8));
+  set_desc(0, d(kBuf, 16));
+  offer(0);
+  ASSERT_TRUE(q.begin(reader_));
+  ASSERT_TRUE(q.pop(&c_));
+  q.push(0, 0);
+  q.publish();
+  EXPECT_EQ(used_idx(), 1);
+  // Domain 2: the same IOVAs, rings at kCopy, with two chains posted there.
+  std::memset(host(kCopy), 0, 0x3000);
+  put(kCopy, d(kBuf + 0x1000, 32));
+  AvailRing copy_avail{host(kCopy + 0x1000), 8};
+  copy_avail.ring(1) = 0;
+  copy_avail.ring(2) = 0;
+  store16(copy_avail.idx(), 3, std::memory_order_release);  // last_avail is 1: chains 1 and 2 are new
+  std::atomic<int> st{-2};
+  std::thread control([&] {
+    int r = send(attach_req(2, 1));
+    if (r == 0) r = send(map_req(2, kIova, kIova + 0x3fff, kCopy, kRW));
+    if (r == 0) r = send(map_req(2, kIova + 0x100000, kIova + 0x101fff, kBuf, kRW));
+    st.store(r);
+  });
+  while (st.load() == -2) dev_->iotlb().quiescent(reader_);
+  control.join();
+  ASSERT_EQ(st.load(), 0);
+  ASSERT_TRUE(q.begin(reader_));
+  EXPECT_EQ(q.available(), 2) << "avail.idx read through domain 2";
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(0, 1, {{kBuf + 0x1000, 32}});
+  q.push(0, 7);
+  q.publish();
+  UsedRing copy_used{host(kCopy + 0x2000), 8};
+  EXPECT_EQ(load16(copy_used.idx(), std::memory_order_acquire), 2) << "used entry written through domain 2";
+  EXPECT_EQ(used_idx(), 1) << "domain 1's used ring untouched";
+}
+
 TEST_P(VirtqueueTest, UnmapOfLiveRing) {
   if (!ap()) GTEST_SKIP() << "rings are GPAs without ACCESS_PLATFORM";
   dev_->iotlb().offline(reader_);

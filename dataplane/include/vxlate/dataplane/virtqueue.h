@@ -2,14 +2,20 @@
 // memory, with every address translated through the engine.
 //
 // A poll-mode lcore owns the queue. Once per poll-loop iteration it calls
-// begin(), which translates the three ring areas for this burst (with
-// VIRTIO_F_ACCESS_PLATFORM through Device::iova_to_hva, i.e. the IOTLB, so ring
-// translations are cached and invalidated like any other; without it through
-// the memory table), then pop() chain after chain, push() a used entry for
-// each, and publish() once. The ring pointers and every buffer pointer pop()
-// returns are valid until the lcore's next quiescent report: an UNMAP of a ring
-// or a buffer completes only after that report, so nothing is touched after the
-// driver sees the UNMAP completed (DESIGN.md invariant 1).
+// begin(), which finds the three ring areas for this burst, then pop() chain
+// after chain, push() a used entry for each, and publish() once. With
+// VIRTIO_F_ACCESS_PLATFORM every address goes through a Device::Burst (the
+// IOTLB, the endpoint's domain and the memory table loaded once per burst);
+// without it through the memory table. The ring translations are kept across
+// bursts while the Burst's stamp (domain, the reader's IOTLB epoch, memory
+// table version) is unchanged: any invalidation this reader applied, a domain
+// change or a new memory table makes begin() translate them again, as the
+// kernel's vhost drops its ring address cache on an IOTLB invalidation. The
+// ring pointers and every buffer pointer pop() returns are valid until the
+// lcore's next quiescent report: an UNMAP of a ring or a buffer completes only
+// after that report (and the report applies its invalidation, which changes
+// the stamp), so nothing is touched after the driver sees the UNMAP completed
+// (DESIGN.md invariant 1).
 //
 // pop() walks a chain (direct descriptors, then at most one indirect table),
 // copies each descriptor out of guest memory once before checking it, and
@@ -137,7 +143,7 @@ const char* to_string(BadChain why) noexcept;
 struct VirtqueueStats {
   uint64_t chains = 0;          // good chains popped
   uint64_t descs = 0;           // descriptors visited, good and bad chains alike
-  uint64_t translations = 0;    // translate calls (rings once per burst, each buffer and indirect table)
+  uint64_t translations = 0;    // translate calls (rings when not kept, each buffer and indirect table)
   uint64_t used = 0;            // used entries published (bad chains included)
   uint64_t interrupts = 0;      // publish() calls that asked for an interrupt
   uint64_t ring_faults = 0;     // begin() could not translate a ring area
@@ -158,9 +164,9 @@ class Virtqueue {
   // as a ring fault).
   Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept;
 
-  // Reader side: translates the ring areas for this burst and reads avail.idx
-  // (once: pop() never reads it again). pop() will consume at most `budget`
-  // avail slots this burst. False when the queue is broken or a ring area does
+  // Reader side: finds the ring areas for this burst (kept, or translated
+  // again) and reads avail.idx (once: pop() never reads it again). pop() will
+  // consume at most `budget` avail slots this burst. False when the queue is broken or a ring area does
   // not translate to one aligned host segment (counted in ring_faults); the
   // caller skips the queue this round.
   bool begin(uint32_t reader, uint32_t budget = kMaxQueueSize) noexcept;
@@ -233,6 +239,14 @@ class Virtqueue {
   bool walk_indirect(const VirtqDesc& d, Chain* c, BadChain* why) noexcept;
   Status translate(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out,
                            size_t* n) noexcept;
+  // What the kept ring translations depend on (see begin()).
+  engine::Device::Burst::Stamp current_stamp() const noexcept {
+    if (cfg_.access_platform) return burst_.stamp();
+    engine::Device::Burst::Stamp s;
+    s.mode = engine::Device::Burst::kIdentity;
+    s.mem_version = dev_.mem_version();
+    return s;
+  }
   void count_bad(BadChain why) noexcept {
     ++stats_.bad[static_cast<size_t>(why)];
     VXLATE_DEBUG_ONLY(unpoppable_ = 0;)
@@ -242,6 +256,15 @@ class Virtqueue {
   QueueConfig cfg_;
   uint32_t max_descs_;  // per chain: cfg_.max_chain_descs, capped at kMaxChainDescs
   uint32_t reader_ = 0;
+  // This burst's translations (ACCESS_PLATFORM): the endpoint's domain, IOTLB
+  // generation and memory table loaded once per burst.
+  engine::Device::Burst burst_;
+  // Ring translations kept across bursts while ring_stamp_ == current_stamp().
+  bool rings_kept_ = false;
+  engine::Device::Burst::Stamp ring_stamp_;
+  uint8_t* kept_desc_ = nullptr;
+  uint8_t* kept_avail_ = nullptr;
+  uint8_t* kept_used_ = nullptr;
   // This burst's host views of the rings (valid until the next quiescent report).
   const uint8_t* desc_ = nullptr;
   AvailRing avail_{nullptr, 0};

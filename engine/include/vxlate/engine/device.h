@@ -70,6 +70,8 @@ struct Request {
 };
 
 class Device {
+  struct Domain;
+
  public:
   // Setup only. Throws std::invalid_argument for a config the page tables
   // cannot serve (granule below 4 KiB, input range past 48 bits or inverted,
@@ -158,6 +160,63 @@ class Device {
     return mem_.gpa_to_hva(gpa, len, segs, nsegs);
   }
 
+  // Reader side: the translations one reader makes for one endpoint during
+  // one burst, between two of its quiescent reports (a virtqueue's pop loop).
+  // begin() loads once what every translation of the burst shares: the
+  // endpoint's domain, the domain's IOTLB generation, the bypass state and
+  // the memory table. iova_to_hva() is then Device::iova_to_hva() without
+  // those loads, with the last memory region found tried before the search,
+  // and with IOTLB hits counted once per burst, in end(). Same results and
+  // fault events as Device::iova_to_hva().
+  //
+  // stamp() says what the burst's translations depend on: a translation made
+  // in a burst whose stamp was S stays valid in a later burst of the same
+  // reader and endpoint whose stamp() == S. The stamp is the domain instance
+  // (or identity, or no translation), the IOTLB epoch of that domain for this
+  // reader (iotlb.h: it moves when the reader applies any invalidation) and
+  // the memory table's version. A data plane keeps its ring translations this
+  // way instead of translating three ring areas per burst.
+  //
+  // A Burst is owned by one reader thread; no allocation, no store to a
+  // shared line. begin() of the next burst counts the previous one's hits
+  // itself; end() is for a caller that wants them counted now.
+  class Burst {
+   public:
+    struct Stamp {
+      uint32_t tag = 0;        // the domain instance's IOTLB tag (mode kTranslate)
+      uint8_t mode = kNone;    // kNone: every translation faults
+      iotlb::Iotlb::Epoch epoch;
+      uint64_t mem_version = 0;
+      friend bool operator==(const Stamp&, const Stamp&) = default;
+    };
+    static constexpr uint8_t kNone = 0, kTranslate = 1, kIdentity = 2;
+
+    Burst() = default;
+    void begin(Device& dev, uint32_t reader, EndpointId ep) noexcept;
+    Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
+                       FaultEvent* fault = nullptr) noexcept;
+    const Stamp& stamp() const noexcept { return stamp_; }
+    void end() noexcept { view_.end(); }
+
+   private:
+    Device* dev_ = nullptr;
+    uint32_t reader_ = 0;
+    EndpointId ep_{0};
+    const Domain* dom_ = nullptr;
+    const MemTable::Snapshot* mem_ = nullptr;
+    const MemRegion* last_region_ = nullptr;
+    iotlb::Iotlb::View view_;
+    Stamp stamp_;
+  };
+
+  // Reader side: the version of the memory table now (MemTable::Snapshot::
+  // version; 0 before the first): what a GPA-addressed queue's kept ring
+  // translations depend on.
+  uint64_t mem_version() const noexcept {
+    const MemTable::Snapshot* m = mem_.snapshot();
+    return m != nullptr ? m->version : 0;
+  }
+
   // --- control side: device IOTLB (device_iotlb.cpp) ------------------------
   //
   // For a Device that is a vhost-user device IOTLB rather than a virtio-iommu
@@ -236,6 +295,14 @@ class Device {
   void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
 
   // Reader side (translate.cpp).
+  // The endpoint's translation mode and domain, as a burst begins.
+  uint8_t resolve(uint32_t ep, const Domain** dom) const noexcept;
+  // iova -> hva (to_hva, through mem) or gpa of [iova, last] for an
+  // argument-checked access: through view (mode kTranslate) or identity
+  // (kIdentity); *last_region is tried before searching mem, and updated.
+  Status walk_range(uint8_t mode, iotlb::Iotlb::View& view, bool to_hva, const MemTable::Snapshot* mem,
+                    const MemRegion** last_region, uint32_t reader, uint32_t ep, uint64_t iova, uint64_t last,
+                    uint8_t access, std::span<Segment> segs, size_t* nsegs, FaultEvent* fault) noexcept;
   Status translate(uint32_t reader, EndpointId ep, uint64_t iova, uint64_t len, uint8_t access,
                    std::span<Segment> segs, size_t* nsegs, bool to_hva, FaultEvent* fault) noexcept;
   Status report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova,

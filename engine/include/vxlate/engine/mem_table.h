@@ -51,6 +51,10 @@ class MemTable {
   // One published table: regions sorted by gpa, disjoint, none empty or wrapping.
   struct Snapshot {
     std::vector<MemRegion> regions;
+    // Which set() published this table (1, 2, ...): a reader that keeps an
+    // hva across bursts compares it, since a freed table's address may be
+    // reused by the next one.
+    uint64_t version = 0;
     // Reader side: the region holding gpa, or nullptr.
     const MemRegion* find(uint64_t gpa) const noexcept;
   };
@@ -76,6 +80,7 @@ class MemTable {
 
  private:
   Rcu& rcu_;
+  uint64_t versions_ = 0;  // control only: tables published so far
   std::atomic<const Snapshot*> cur_{nullptr};  // release in set(), acquire in snapshot()
 };
 

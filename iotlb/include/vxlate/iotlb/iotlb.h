@@ -54,12 +54,12 @@
 //
 // Thread-safety contract (the fixed tags of docs/design.md):
 //   - Reader side: online(), offline(), quiescent(), translate(),
-//     translate_burst(); reader id = the caller's Rcu reader id, owned by one
-//     thread; wait-free apart from the page-table walk on a miss (also
-//     wait-free). quiescent() is Rcu::quiescent(): either, through any IOTLB
-//     of the Rcu, applies every attached IOTLB's invalidations. Once per
-//     poll-loop iteration, between bursts. Debug builds check the id and that
-//     the reader is online.
+//     translate_burst(), epoch(), View; reader id = the caller's Rcu reader
+//     id, owned by one thread; wait-free apart from the page-table walk on a
+//     miss (also wait-free). quiescent() is Rcu::quiescent(): either, through
+//     any IOTLB of the Rcu, applies every attached IOTLB's invalidations. Once
+//     per poll-loop iteration, between bursts. Debug builds check the id and
+//     that the reader is online.
 //   - Writer side: add_*(), sync(), pending(); one thread at a time per Iotlb
 //     (the device's control thread; checked in debug builds). sync() blocks
 //     for one grace period.
@@ -110,6 +110,9 @@ struct Stats {
 };
 
 class Iotlb : private RcuClient {
+  struct Set;
+  struct Reader;
+
  public:
   // Setup only. One reader cache per Rcu reader id, each of
   // `entries_per_reader` entries (power of two, kWays..kMaxEntries).
@@ -136,6 +139,75 @@ class Iotlb : private RcuClient {
   // FAULT: not mapped, or mapped without `need`.
   Status translate(uint32_t reader, DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need,
                    Translation* t) noexcept;
+  // What a reader checks to keep a translation across bursts (a virtqueue's
+  // ring areas) instead of translating it again: a translation of domain d
+  // that this reader obtained while epoch(reader, d) returned E is still
+  // valid while epoch(reader, d) == E. The epoch is the reader's log position
+  // (it moves when the reader applies any invalidation record of this IOTLB,
+  // global flushes included, and when it comes online after records were
+  // published) and d's generation (it moves on a domain flush). Every removal
+  // of a translation is followed by one of the two before sync() returns, and
+  // a reader applies records only at its quiescent reports, so a translation
+  // checked this way is never used after the sync() that removed it returned.
+  // Coarse on purpose: any invalidation drops every kept translation, which
+  // costs one re-translation per kept area per sync.
+  struct Epoch {
+    uint64_t seq = ~uint64_t{0};
+    uint32_t gen = 0;
+    friend bool operator==(const Epoch&, const Epoch&) = default;
+  };
+  // Reader side: the current epoch of domain d for this reader (a load of the
+  // reader's own log position and one of the read-mostly generation).
+  Epoch epoch(uint32_t reader, DomainId d) const noexcept {
+    // acquire: pairs with the release bump in sync(), as in translate().
+    return Epoch{readers_[reader].seq, gens_[gen_slot(d)].load(std::memory_order_acquire)};
+  }
+
+  // Reader side: one burst's lookups in one domain. begin() loads the domain's
+  // generation once; translate() is Iotlb::translate() without that load and
+  // without a counter store per hit; end() adds the burst's hits to the
+  // reader's stats. A View lives in its reader's read section (between two
+  // quiescent reports): a generation bumped meanwhile only makes this burst's
+  // fills stale for the next one, and the sync() that bumped it waits for
+  // this reader's next report anyway.
+  class View {
+   public:
+    View() = default;
+    void begin(Iotlb& tlb, uint32_t reader, DomainId d, const IoPageTable& pt) noexcept {
+      VXLATE_DCHECK(reader < tlb.num_readers_, "Iotlb::View: reader id out of range");
+      VXLATE_DCHECK(tlb.rcu_.is_online(reader), "Iotlb::View: the reader must be online");
+      tlb_ = &tlb;
+      r_ = &tlb.readers_[reader];
+      pt_ = &pt;
+      domain_ = d.value;
+      // acquire: pairs with the release bump in sync(); before any walk.
+      gen_ = tlb.gens_[gen_slot(d)].load(std::memory_order_acquire);
+      hits_ = 0;
+    }
+    Status translate(uint64_t iova, uint8_t need, Translation* t) noexcept {
+      const Set* set;
+      unsigned w;
+      if (tlb_->find(*r_, domain_, gen_, iova, &set, &w)) [[likely]] {
+        ++hits_;
+        return hit(*set, w, iova, code_shift(static_cast<unsigned>(set->key[w] >> 1 & 3)), need, t);
+      }
+      return tlb_->miss(*r_, domain_, gen_, *pt_, iova, need, t);
+    }
+    Epoch epoch() const noexcept { return Epoch{r_->seq, gen_}; }
+    void end() noexcept {
+      if (hits_ != 0) r_->hits.inc(hits_);
+      hits_ = 0;
+    }
+
+   private:
+    Iotlb* tlb_ = nullptr;
+    Reader* r_ = nullptr;
+    const IoPageTable* pt_ = nullptr;
+    uint32_t domain_ = 0;
+    uint32_t gen_ = 0;
+    uint64_t hits_ = 0;
+  };
+
   // Reader side, burst: translates the first min(iovas.size(), kMaxBurst) IOVAs into
   // out[]; bit i of *fault_mask is set when IOVA i faulted. Returns the count.
   size_t translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
@@ -240,6 +312,14 @@ class Iotlb : private RcuClient {
     return (t->perms & need) == need ? Status::kOk : Status::kFault;
   }
   void fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const Translation& t) noexcept;
+  // The miss path: walks pt, fills, counts the miss.
+  Status miss(Reader& r, uint32_t domain, uint32_t gen, const IoPageTable& pt, uint64_t iova, uint8_t need,
+              Translation* t) noexcept {
+    r.misses.inc();
+    if (!pt.walk(iova, t)) return Status::kFault;
+    fill(r, domain, gen, iova, *t);
+    return (t->perms & need) == need ? Status::kOk : Status::kFault;
+  }
   void flush_reader(Reader& r) noexcept;
   void apply_range(Reader& r, const Record& rec) noexcept;
   void clear_way(Reader& r, Set& set, unsigned w) noexcept;
@@ -292,10 +372,7 @@ inline Status Iotlb::translate(uint32_t reader, DomainId d, const IoPageTable& p
     r.hits.inc();
     return hit(*set, w, iova, code_shift(static_cast<unsigned>(set->key[w] >> 1 & 3)), need, t);
   }
-  r.misses.inc();
-  if (!pt.walk(iova, t)) return Status::kFault;
-  fill(r, d.value, gen, iova, *t);
-  return (t->perms & need) == need ? Status::kOk : Status::kFault;
+  return miss(r, d.value, gen, pt, iova, need, t);
 }
 
 }  // namespace vxlate::iotlb
