@@ -24,6 +24,7 @@
 // under /vxlate/ports and /vxlate/port,<id> (dpdk-telemetry.py), and at exit
 // (SIGINT/SIGTERM) as text or, with --json, as one JSON object.
 #include <getopt.h>
+#include <sched.h>
 #include <csignal>
 #include <signal.h>
 #include <unistd.h>
@@ -499,9 +500,26 @@ int worker_main(void* arg) {
   return 0;
 }
 
+// The CPUs for the vhost-user control thread, DPDK's rule for its control
+// threads: those the process may run on, less every CPU a forwarding lcore
+// busy-polls; all of them when nothing is left (a process confined to its
+// lcores' CPUs shares them with the scheduler's help).
+cpu_set_t control_cpus(const cpu_set_t& allowed, const std::vector<unsigned>& forwarding) {
+  cpu_set_t cpus = allowed;
+  for (unsigned l : forwarding) CPU_CLR(rte_lcore_to_cpu_id(static_cast<int>(l)), &cpus);
+  return CPU_COUNT(&cpus) != 0 ? cpus : allowed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before rte_eal_init() pins this thread to the main lcore's CPU.
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
+    std::perror("vxlate-switch: sched_getaffinity");
+    return 1;
+  }
   const int eal_args = rte_eal_init(argc, argv);
   if (eal_args < 0) {
     std::fprintf(stderr, "vxlate-switch: rte_eal_init failed: %s\n", rte_strerror(rte_errno));
@@ -585,7 +603,17 @@ int main(int argc, char** argv) {
   rte_telemetry_register_cmd("/vxlate/ports", tm_ports, "Returns the vxlate-switch port ids.");
   rte_telemetry_register_cmd("/vxlate/port", tm_port, "Returns a port's counters. Parameters: int port_id");
 
-  backend->start();
+  // Forwarding lcores: the workers that get tasks, or the main lcore alone.
+  std::vector<unsigned> forwarding(workers.begin(), workers.begin() + std::min(workers.size(),
+                                                                              opt.learning ? size_t{1} : nworkers));
+  if (workers.empty()) forwarding.push_back(rte_get_main_lcore());
+  const cpu_set_t ctl = control_cpus(allowed, forwarding);
+  try {
+    backend->start(&ctl);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vxlate-switch: %s\n", e.what());
+    return 1;
+  }
   std::printf("vxlate-switch: %zu ports (%s), %zu forwarding lcore(s)\n", sw.ports.size(),
               opt.learning ? "learning" : "xconnect", workers.empty() ? size_t{1} : workers.size());
   for (const auto& p : sw.ports) std::printf("  port %u: %s, %u queue(s)\n", p->id, p->name.c_str(), p->queues);

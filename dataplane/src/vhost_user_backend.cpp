@@ -6,6 +6,7 @@
 // timeout, so a front end that stalls mid-message loses its connection, not
 // the loop.
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -161,9 +162,14 @@ void Backend::watch(int fd, Endpoint* e) {
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) fail("vhost-user: epoll_ctl");
 }
 
-void Backend::start() {
+void Backend::start(const cpu_set_t* cpus) {
   if (thread_.joinable()) return;
   thread_ = std::thread([this] { run(); });
+  if (cpus == nullptr) return;
+  if (const int err = ::pthread_setaffinity_np(thread_.native_handle(), sizeof *cpus, cpus); err != 0) {
+    stop();
+    throw std::system_error(err, std::generic_category(), "vhost-user: control thread affinity");
+  }
 }
 
 void Backend::stop() {

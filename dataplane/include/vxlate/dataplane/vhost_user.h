@@ -62,6 +62,8 @@
 //     destruction (no lcore may still call a port's bursts).
 #pragma once
 
+#include <sched.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -296,8 +298,13 @@ class Backend {
   // listening on return (an old socket file at the path is replaced). Throws
   // std::system_error (socket), std::invalid_argument (config).
   Port& add_port(const PortConfig& cfg);
-  // Setup only: starts the control thread.
-  void start();
+  // Setup only: starts the control thread, restricted to `cpus` when given.
+  // Every INVALIDATE's ack and every MISS waits on this thread: a vSwitch
+  // keeps it off the CPUs its lcores busy-poll, as DPDK keeps its control
+  // threads (rte_ctrl_thread_create), or the guest's unmap waits for the
+  // scheduler to preempt a polling lcore. Throws std::system_error when the
+  // affinity cannot be set.
+  void start(const cpu_set_t* cpus = nullptr);
   // Setup only: stops the control thread, disconnects every port.
   void stop();
 
