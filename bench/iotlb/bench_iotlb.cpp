@@ -2,10 +2,14 @@
 //
 // Every implementation answers the same translate_burst() over the same random
 // resident 4 KiB translations, in bursts of kMaxBurst (32) like a data-plane
-// poll. vxlate's hit path is the real one: domain generation, permission check,
-// and probing of every leaf size the reader has cached. Its cache is sized to the
-// next power of two >= 2x the resident set (4-way sets need headroom to hold a
-// random set without conflict misses); the hit_ratio counter shows what it held.
+// poll, with one quiescent report per burst for vxlate (a baseline's burst_done
+// is empty). vxlate's hit path is the real one: Iotlb::translate_burst with its
+// domain generation, domain salt, permission check and probing of every leaf
+// size the reader has cached, hits counted per burst. Its cache is sized to the
+// next power of two >= 2x the resident set; the hit_ratio counter (warm-up
+// fills included) shows what it held. items_per_second is per thread CPU
+// second, so time the thread spent descheduled on a shared machine is not
+// counted; compare implementations within one run.
 //
 // Baselines (bench/iotlb/baselines/, written from published descriptions):
 //   sorted_list_rwlock  DPDK vhost's IOTLB (sorted list, rwlock held per burst)
@@ -290,7 +294,15 @@ void BM_UnmapSync(benchmark::State& state) {
 }
 
 // The reader (this thread, timed) translates resident pages while a writer
-// thread changes other translations without pause.
+// thread changes other translations without pause. items_per_second is the
+// reader's rate per CPU second of its own thread (compare with BM_IotlbHit's
+// 2048 case for the churn-free rate); reader_items_per_second is per wall
+// second, which on a machine with fewer free cores than threads also counts the
+// time the writer or anything else held the reader's core. For vxlate,
+// syncs_seen_per_burst is how many invalidation records the reader applied per
+// burst (each sync here publishes one): each costs the reader the lines the
+// writer wrote for it (RCU token, log head, record, and the re-acquired line
+// of its own acknowledgement).
 template <typename Impl>
 void BM_HitUnderChurn(benchmark::State& state) {
   constexpr size_t kEntries = 2048;
@@ -320,6 +332,8 @@ void BM_HitUnderChurn(benchmark::State& state) {
   });
   size_t pos = 0;
   uint64_t ok = 0;
+  uint64_t seq0 = 0;
+  if constexpr (std::is_same_v<Impl, VxlateIotlb>) seq0 = impl->tlb().epoch(reader.id(), kDomain).seq;
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     ok += reader.translate(*impl, std::span(hot.probes).subspan(pos, kMaxBurst), kPermRead);
@@ -327,6 +341,10 @@ void BM_HitUnderChurn(benchmark::State& state) {
     pos = (pos + kMaxBurst) & (kProbes - 1);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if constexpr (std::is_same_v<Impl, VxlateIotlb>) {
+    const uint64_t seen = impl->tlb().epoch(reader.id(), kDomain).seq - seq0;
+    state.counters["syncs_seen_per_burst"] = static_cast<double>(seen) / static_cast<double>(state.iterations());
+  }
   stop.store(true, std::memory_order_relaxed);
   // The writer may be waiting in sync() for this reader: keep reporting.
   while (!writer_done.load(std::memory_order_acquire)) {

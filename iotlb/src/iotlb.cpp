@@ -1,5 +1,6 @@
 #include "vxlate/iotlb/iotlb.h"
 
+#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -10,17 +11,20 @@
 namespace vxlate::iotlb {
 
 Iotlb::Iotlb(Rcu& rcu, size_t entries_per_reader)
-    : rcu_(rcu), set_mask_(entries_per_reader / kWays - 1), num_readers_(rcu.max_readers()) {
+    : rcu_(rcu),
+      entry_mask_(entries_per_reader - 1),
+      set_stride_(entries_per_reader / kWays),
+      num_readers_(rcu.max_readers()) {
   if (entries_per_reader < kWays || entries_per_reader > kMaxEntries ||
       (entries_per_reader & (entries_per_reader - 1)) != 0)
     throw std::invalid_argument("Iotlb: entries_per_reader must be a power of two in [kWays, kMaxEntries]");
   readers_ = std::make_unique<Reader[]>(num_readers_);
-  const size_t bytes = (set_mask_ + 1) * sizeof(Set);
+  const size_t bytes = entries_per_reader * sizeof(Entry);
   for (uint32_t i = 0; i < num_readers_; ++i) {
-    void* mem = std::aligned_alloc(alignof(Set), bytes);
+    void* mem = std::aligned_alloc(64, bytes);  // two whole entries per line
     if (mem == nullptr) throw std::bad_alloc();
     std::memset(mem, 0, bytes);
-    readers_[i].sets = static_cast<Set*>(mem);
+    readers_[i].entries = static_cast<Entry*>(mem);
   }
   gens_ = std::make_unique<std::atomic<uint32_t>[]>(kGenerationSlots);
   log_batch_.reserve(kLogCapacity);
@@ -30,7 +34,7 @@ Iotlb::Iotlb(Rcu& rcu, size_t entries_per_reader)
 
 Iotlb::~Iotlb() {
   rcu_.detach(*this);  // no reader runs rcu_online/rcu_quiescent on us after this
-  for (uint32_t i = 0; i < num_readers_; ++i) std::free(readers_[i].sets);
+  for (uint32_t i = 0; i < num_readers_; ++i) std::free(readers_[i].entries);
 }
 
 // --- reader side -----------------------------------------------------------
@@ -75,6 +79,63 @@ void Iotlb::rcu_quiescent(uint32_t reader) noexcept {
   }
 }
 
+// The burst loop for one leaf size (a constant: immediate shifts and masks).
+// Per IOVA: the preferred entry's byte offset (shift, xor, and), one line
+// read, two compares, the permission test, the output. Whatever that does not
+// answer (another way, another leaf size, a miss, a permission fault) is
+// marked and done by burst_rest(), so the loop makes no call and keeps all it
+// needs in registers. It runs backwards and shifts its mask left per IOVA,
+// which needs no variable shift.
+template <unsigned kCode>
+uint32_t Iotlb::burst_loop(Reader& r, uint32_t domain, uint32_t gen, uint64_t salt, const IoPageTable& pt,
+                           const uint64_t* iovas, size_t n, uint8_t need, Translation* out, uint64_t* hits) noexcept {
+  constexpr unsigned kShift = code_shift(kCode);
+  constexpr uint64_t kLeafMask = (uint64_t{1} << kShift) - 1;
+  constexpr uint64_t kLow = make_key(0, kCode);
+  constexpr unsigned kEntryShift = 5;
+  static_assert(sizeof(Entry) == size_t{1} << kEntryShift);
+  const uint64_t tag = make_tag(domain, gen);
+  const uint64_t offset_salt = leaf_salt(salt, kCode) << kEntryShift;
+  const uint64_t offset_mask = uint64_t{entry_mask_} << kEntryShift;
+  const char* const entries = reinterpret_cast<const char*>(r.entries);
+  const uint64_t need64 = need;
+  uint32_t slow = 0;
+  for (size_t i = n; i-- > 0;) {
+    const uint64_t iova = iovas[i];
+    const Entry& e =
+        *reinterpret_cast<const Entry*>(entries + (((iova >> (kShift - kEntryShift)) ^ offset_salt) & offset_mask));
+    slow <<= 1;
+    if (!holds(e, (iova & ~kLeafMask) | kLow, tag) || (e.out & need64) != need64) [[unlikely]] {
+      slow |= 1;
+      continue;
+    }
+    out[i].out = (e.out & ~kOutPermMask) + (iova & kLeafMask);
+    out[i].leaf_size = kLeafMask + 1;
+    out[i].perms = static_cast<uint8_t>(e.out & pagetable::kPermReadWrite);
+  }
+  *hits = n - static_cast<unsigned>(std::popcount(slow));
+  if (slow != 0) [[unlikely]]
+    return burst_rest(r, domain, gen, salt, pt, iovas, slow, need, out, hits);
+  return 0;
+}
+
+uint32_t Iotlb::burst_rest(Reader& r, uint32_t domain, uint32_t gen, uint64_t salt, const IoPageTable& pt,
+                           const uint64_t* iovas, uint32_t todo, uint8_t need, Translation* out,
+                           uint64_t* hits) noexcept {
+  const uint64_t tag = make_tag(domain, gen);
+  uint32_t faults = 0;
+  for (; todo != 0; todo &= todo - 1) {
+    const unsigned i = static_cast<unsigned>(std::countr_zero(todo));
+    if (const Entry* e = find(r, tag, salt, iovas[i])) {
+      ++*hits;
+      if (hit(*e, iovas[i], need, &out[i]) != Status::kOk) faults |= uint32_t{1} << i;
+    } else if (miss(r, domain, gen, pt, iovas[i], need, &out[i]) != Status::kOk) {
+      faults |= uint32_t{1} << i;
+    }
+  }
+  return faults;
+}
+
 size_t Iotlb::translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt, std::span<const uint64_t> iovas,
                               uint8_t need, Translation* out, uint32_t* fault_mask) noexcept {
   VXLATE_DCHECK(reader < num_readers_, "Iotlb::translate_burst: reader id out of range");
@@ -84,32 +145,19 @@ size_t Iotlb::translate_burst(uint32_t reader, DomainId d, const IoPageTable& pt
   // One domain per burst: its generation is loaded once (acquire: pairs with
   // the release bump in sync(); before any walk below, as in translate()).
   const uint32_t gen = gens_[gen_slot(d)].load(std::memory_order_acquire);
-  const uint64_t tag = make_tag(d.value, gen);
-  // Probe the smallest cached leaf size first; other sizes go to the slow path.
-  unsigned code = 0;
-  while (code < 2 && r.per_leaf[code] == 0) ++code;
-  const unsigned shift = code_shift(code);
-  // Pass 1: every set this burst will probe, independent of each other, so the
-  // hashes overlap in the pipeline; pass 2 compares.
-  const Set* sets[kMaxBurst];
-  uint64_t keys[kMaxBurst];
-  for (size_t i = 0; i < n; ++i) {
-    keys[i] = make_key(iovas[i] >> shift << shift, code);
-    sets[i] = set_of(r, keys[i], d.value);
-  }
-  uint32_t faults = 0;
+  const uint64_t salt = salt_of(r, d.value);
+  // The fast probe is the smallest cached leaf size's preferred entry, the
+  // one find() tries first.
   uint64_t hits = 0;
-  for (size_t i = 0; i < n; ++i) {
-    Translation* t = &out[i];
-    if (const unsigned m = match(*sets[i], keys[i], tag)) [[likely]] {
-      const unsigned w = static_cast<unsigned>(__builtin_ctz(m));
-      ++hits;
-      if (hit(*sets[i], w, iovas[i], shift, need, t) != Status::kOk) faults |= uint32_t{1} << i;
-    } else if (translate(reader, d, pt, iovas[i], need, t) != Status::kOk) {
-      faults |= uint32_t{1} << i;
-    }
-  }
-  r.hits.inc(hits);
+  uint32_t faults;
+  if (r.per_leaf[0] != 0 || (r.per_leaf[1] == 0 && r.per_leaf[2] == 0)) [[likely]]
+    faults = burst_loop<0>(r, d.value, gen, salt, pt, iovas.data(), n, need, out, &hits);
+  else if (r.per_leaf[1] != 0)
+    faults = burst_loop<1>(r, d.value, gen, salt, pt, iovas.data(), n, need, out, &hits);
+  else
+    faults = burst_loop<2>(r, d.value, gen, salt, pt, iovas.data(), n, need, out, &hits);
+  // Counted once per burst: one store to the reader's own line.
+  if (hits != 0) r.hits.inc(hits);
   *fault_mask = faults;
   return n;
 }
@@ -118,46 +166,56 @@ void Iotlb::fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const 
   const unsigned code = leaf_code(t.leaf_size);
   const uint64_t base = iova & ~(t.leaf_size - 1);
   const uint64_t key = make_key(base, code);
-  Set& set = *set_of(r, key, domain);
-  // Reuse, in order: the same key (stale generation), an empty way, a way of a
-  // flushed generation, then round-robin.
-  unsigned victim = kWays;
-  for (unsigned w = 0; w < kWays && victim == kWays; ++w)
-    if (set.key[w] == key && (set.tag[w] >> 32) == domain) victim = w;
-  for (unsigned w = 0; w < kWays && victim == kWays; ++w)
-    if (set.key[w] == 0) victim = w;
-  for (unsigned w = 0; w < kWays && victim == kWays; ++w) {
-    const uint32_t d = static_cast<uint32_t>(set.tag[w] >> 32);
-    // relaxed: a stale guess only costs a useful entry
-    if (static_cast<uint32_t>(set.tag[w]) != gens_[d & (kGenerationSlots - 1)].load(std::memory_order_relaxed))
-      victim = w;
+  const size_t slot = slot_of(iova, code, domain_salt(domain));
+  auto same_leaf = [&](const Entry& e) { return e.key == key && static_cast<uint32_t>(e.tag >> 32) == domain; };
+  auto drop = [&](Entry& e) {
+    --r.per_leaf[e.key >> 1 & 3];
+    e.key = 0;
+  };
+  // The new entry takes its preferred way, which lookups probe first. An older
+  // copy of the same leaf (a flushed generation) elsewhere in the set goes.
+  for (size_t s = set_of(slot); s <= entry_mask_; s += set_stride_)
+    if (s != slot && same_leaf(r.entries[s])) drop(r.entries[s]);
+  Entry& p = r.entries[slot];
+  if (p.key != 0 && !same_leaf(p) && live(p)) {
+    // A live occupant moves to another way of the set: an empty one, else a
+    // flushed one, else a round-robin victim; so the set keeps kWays live
+    // leaves, of which only the newest is sure to be at its preferred way.
+    size_t to = SIZE_MAX;
+    for (size_t s = set_of(slot); s <= entry_mask_ && to == SIZE_MAX; s += set_stride_)
+      if (s != slot && r.entries[s].key == 0) to = s;
+    for (size_t s = set_of(slot); s <= entry_mask_ && to == SIZE_MAX; s += set_stride_)
+      if (s != slot && !live(r.entries[s])) to = s;
+    if (to == SIZE_MAX) {
+      to = (slot + (1 + r.victim) * set_stride_) & entry_mask_;  // another way of the same set
+      r.victim = (r.victim + 1) % (kWays - 1);
+    }
+    if (r.entries[to].key != 0) drop(r.entries[to]);
+    r.entries[to] = p;
+  } else if (p.key != 0) {
+    drop(p);
   }
-  if (victim == kWays) {
-    victim = r.victim;
-    r.victim = (r.victim + 1) % kWays;
-  }
-  if (set.key[victim] != 0) --r.per_leaf[set.key[victim] >> 1 & 3];
-  set.key[victim] = key;
-  set.tag[victim] = make_tag(domain, gen);
-  set.out[victim] = (t.out - (iova - base)) | t.perms;
+  p.key = key;
+  p.tag = make_tag(domain, gen);
+  p.out = (t.out - (iova - base)) | t.perms;
   ++r.per_leaf[code];
   r.fills.inc();
 }
 
-void Iotlb::clear_way(Reader& r, Set& set, unsigned w) noexcept {
-  --r.per_leaf[set.key[w] >> 1 & 3];
-  set.key[w] = 0;
+void Iotlb::clear_entry(Reader& r, Entry& e) noexcept {
+  --r.per_leaf[e.key >> 1 & 3];
+  e.key = 0;
   r.invalidations.inc();
 }
 
 void Iotlb::flush_reader(Reader& r) noexcept {
-  std::memset(static_cast<void*>(r.sets), 0, (set_mask_ + 1) * sizeof(Set));
+  std::memset(static_cast<void*>(r.entries), 0, (entry_mask_ + 1) * sizeof(Entry));
   r.per_leaf[0] = r.per_leaf[1] = r.per_leaf[2] = 0;
   r.flushes.inc();
 }
 
 void Iotlb::apply_range(Reader& r, const Record& rec) noexcept {
-  const size_t sets = set_mask_ + 1;
+  const size_t sets = set_stride_;
   // Probes a per-page walk of the range would take; past one per set, a scan
   // of the whole cache is cheaper and just as exact.
   uint64_t probes = 0;
@@ -167,25 +225,23 @@ void Iotlb::apply_range(Reader& r, const Record& rec) noexcept {
     probes += ((rec.last >> shift) - (rec.first >> shift)) + 1;
   }
   if (probes > sets) {
-    for (size_t i = 0; i < sets; ++i) {
-      Set& set = r.sets[i];
-      for (unsigned w = 0; w < kWays; ++w) {
-        if (set.key[w] == 0 || (set.tag[w] >> 32) != rec.domain) continue;
-        const uint64_t base = set.key[w] & ~uint64_t{7};
-        const uint64_t last = base + ((uint64_t{1} << code_shift(static_cast<unsigned>(set.key[w] >> 1 & 3))) - 1);
-        if (base <= rec.last && last >= rec.first) clear_way(r, set, w);
-      }
+    for (size_t i = 0; i <= entry_mask_; ++i) {
+      Entry& e = r.entries[i];
+      if (e.key == 0 || (e.tag >> 32) != rec.domain) continue;
+      const uint64_t base = e.key & ~uint64_t{7};
+      const uint64_t last = base + ((uint64_t{1} << code_shift(static_cast<unsigned>(e.key >> 1 & 3))) - 1);
+      if (base <= rec.last && last >= rec.first) clear_entry(r, e);
     }
     return;
   }
+  const uint64_t salt = domain_salt(rec.domain);
   for (unsigned code = 0; code < 3; ++code) {
     if (r.per_leaf[code] == 0) continue;
     const unsigned shift = code_shift(code);
     for (uint64_t page = rec.first >> shift; page <= rec.last >> shift; ++page) {
       const uint64_t key = make_key(page << shift, code);
-      Set& set = *set_of(r, key, rec.domain);
-      for (unsigned w = 0; w < kWays; ++w)
-        if (set.key[w] == key && (set.tag[w] >> 32) == rec.domain) clear_way(r, set, w);
+      for (size_t s = set_of(slot_of(page << shift, code, salt)); s <= entry_mask_; s += set_stride_)
+        if (r.entries[s].key == key && (r.entries[s].tag >> 32) == rec.domain) clear_entry(r, r.entries[s]);
     }
   }
 }

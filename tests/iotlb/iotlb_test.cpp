@@ -1,12 +1,15 @@
 // IOTLB unit tests: fills and hits per leaf size, faults, range/domain/global
-// invalidation, generation wrap-around, capacity, statistics, and a randomised
-// differential test against the page table itself.
+// invalidation, generation wrap-around, capacity, statistics, a randomised
+// differential test against the page table itself, and the burst and View
+// fast paths (one probe of the preferred entry: every leaf size, permission
+// faults, flushed generations, domains whose IOVAs land on the same entries).
 #include "vxlate/iotlb/iotlb.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
@@ -277,6 +280,153 @@ TEST_F(IotlbTest, BurstReportsFaultsPerIova) {
       EXPECT_EQ(out[i].out, 0x100000 + iovas[i]);
     }
   }
+}
+
+// The burst path for every leaf size, alone and mixed: its one probe uses the
+// smallest cached size; larger leaves, permission faults and misses go to the
+// rest of the burst, and every IOVA gets the page table's answer.
+TEST_F(IotlbTest, BurstEveryLeafSizeAndPermission) {
+  const uint64_t base = 8 * kLeaf1G;
+  ASSERT_EQ(pt1_.map(base, 0x40000000, kLeaf1G, kPermReadWrite), Status::kOk);                   // 1 GiB
+  ASSERT_EQ(pt1_.map(base + kLeaf1G, 0x80000000, kLeaf2M, kPermRead), Status::kOk);              // 2 MiB, RO
+  ASSERT_EQ(pt1_.map(base + kLeaf1G + kLeaf2M, 0xc0000000, 4 * kLeaf4K, kPermRead), Status::kOk);  // 4 KiB
+  std::vector<uint64_t> iovas;
+  for (uint64_t i = 0; i < kMaxBurst; ++i) {
+    switch (i % 4) {
+      case 0: iovas.push_back(base + i * 12345); break;
+      case 1: iovas.push_back(base + kLeaf1G + i * 777); break;
+      case 2: iovas.push_back(base + kLeaf1G + kLeaf2M + (i % 4) * kLeaf4K + i); break;
+      default: iovas.push_back(base + kLeaf1G + kLeaf2M + 64 * kLeaf4K + i); break;  // unmapped
+    }
+  }
+  // Round 0 fills; round 1 hits; alone (one size cached) and mixed.
+  for (const uint8_t need : {uint8_t{kPermRead}, uint8_t{kPermWrite}}) {
+    for (int round = 0; round < 3; ++round) {
+      SCOPED_TRACE(testing::Message() << "need " << int{need} << " round " << round);
+      Translation out[kMaxBurst];
+      uint32_t faults = 0;
+      ASSERT_EQ(tlb_.translate_burst(id_, kDom1, pt1_, iovas, need, out, &faults), kMaxBurst);
+      for (size_t i = 0; i < kMaxBurst; ++i) {
+        Translation want{};
+        const bool mapped = pt1_.walk(iovas[i], &want);
+        const bool ok = mapped && (want.perms & need) == need;
+        ASSERT_EQ(((faults >> i) & 1) == 0, ok) << i;
+        if (mapped) {
+          EXPECT_EQ(out[i].out, want.out) << i;
+          EXPECT_EQ(out[i].leaf_size, want.leaf_size) << i;
+          EXPECT_EQ(out[i].perms, want.perms) << i;
+        }
+      }
+    }
+  }
+  // Only the 2 MiB and 1 GiB leaves cached: the probe uses the 2 MiB size.
+  ASSERT_EQ(pt1_.unmap(base + kLeaf1G + kLeaf2M, 4 * kLeaf4K), Status::kOk);
+  tlb_.add_invalidate(kDom1, base + kLeaf1G + kLeaf2M, 4 * kLeaf4K);
+  sync();
+  const Stats before = tlb_.reader_stats(id_);
+  Translation out[kMaxBurst];
+  uint32_t faults = 0;
+  const std::vector<uint64_t> large = {base + 5, base + kLeaf1G + 9, base + kLeaf1G - 1, base + kLeaf1G + kLeaf2M - 1};
+  ASSERT_EQ(tlb_.translate_burst(id_, kDom1, pt1_, large, kPermRead, out, &faults), large.size());
+  EXPECT_EQ(faults, 0u);
+  EXPECT_EQ(out[0].out, 0x40000000u + 5);
+  EXPECT_EQ(out[1].out, 0x80000000u + 9);
+  EXPECT_EQ(out[2].out, 0x40000000u + kLeaf1G - 1);
+  EXPECT_EQ(out[3].leaf_size, kLeaf2M);
+  const Stats after = tlb_.reader_stats(id_);
+  EXPECT_EQ(after.hits - before.hits, large.size());
+  EXPECT_EQ(after.misses, before.misses);
+}
+
+// A flushed domain stops hitting in the burst and View paths (the generation
+// is part of the compared tag), and so does a generation that wrapped.
+TEST_F(IotlbTest, BurstAndViewSeeFlushedGenerations) {
+  ASSERT_EQ(pt1_.map(0, 0xa000, 2 * kLeaf4K, kPermRead), Status::kOk);
+  const std::vector<uint64_t> iovas = {0x10, kLeaf4K + 0x20};
+  Translation out[2];
+  uint32_t faults = 0;
+  tlb_.translate_burst(id_, kDom1, pt1_, iovas, kPermRead, out, &faults);
+  tlb_.translate_burst(id_, kDom1, pt1_, iovas, kPermRead, out, &faults);
+  ASSERT_EQ(faults, 0u);
+  for (int step = 0; step < 2; ++step) {
+    ASSERT_EQ(pt1_.unmap(0, 2 * kLeaf4K), Status::kOk);
+    const uint64_t target = step == 0 ? 0xb000 : 0xc000;
+    ASSERT_EQ(pt1_.map(0, target, 2 * kLeaf4K, kPermRead), Status::kOk);
+    if (step == 1) tlb_.set_generation_for_test(kDom1, UINT32_MAX);  // the next flush wraps to 0
+    tlb_.add_flush_domain(kDom1);
+    sync();
+    const Stats before = tlb_.reader_stats(id_);
+    tlb_.translate_burst(id_, kDom1, pt1_, iovas, kPermRead, out, &faults);
+    ASSERT_EQ(faults, 0u);
+    EXPECT_EQ(out[0].out, target + 0x10);
+    EXPECT_EQ(out[1].out, target + kLeaf4K + 0x20);
+    EXPECT_EQ(tlb_.reader_stats(id_).misses - before.misses, 2u);
+    Iotlb::View v;
+    v.begin(tlb_, id_, kDom1, pt1_);
+    Translation t{};
+    ASSERT_EQ(v.translate(kLeaf4K + 1, kPermRead, &t), Status::kOk);
+    EXPECT_EQ(t.out, target + kLeaf4K + 1);
+    EXPECT_EQ(v.translate(0x5, kPermWrite, &t), Status::kFault);  // permission, through the hit
+    v.end();
+    EXPECT_EQ(tlb_.reader_stats(id_).hits - before.hits, 2u);
+  }
+}
+
+// Many domains map the same IOVAs to different outputs. The set index is the
+// IOVA xor a per-domain salt, so domains may share preferred entries and sets;
+// the key and tag compare keeps every answer the domain's own, in the single,
+// burst and View paths, and a set keeps four live entries of one IOVA.
+TEST(IotlbCollisions, DomainsSharingEntriesNeverAlias) {
+  Rcu rcu(1);
+  Iotlb tlb(rcu, 16);   // 4 sets of 4
+  Iotlb small(rcu, 4);  // one set
+  const uint32_t id = rcu.register_reader();
+  tlb.online(id);
+  constexpr uint32_t kDomains = 24;
+  constexpr uint64_t kPages = 8;
+  std::vector<std::unique_ptr<IoPageTable>> pts;
+  for (uint32_t d = 0; d < kDomains; ++d) {
+    pts.push_back(std::make_unique<IoPageTable>(rcu));
+    ASSERT_EQ(pts[d]->map(0, (uint64_t{d} + 1) << 32, kPages * kLeaf4K, kPermReadWrite), Status::kOk);
+  }
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 20000; ++i) {
+    const uint32_t d = static_cast<uint32_t>(rng() % kDomains);
+    const uint64_t iova = (rng() % kPages) * kLeaf4K + rng() % kLeaf4K;
+    const uint64_t want = ((uint64_t{d} + 1) << 32) + iova;
+    Translation t{};
+    switch (i % 3) {
+      case 0:
+        ASSERT_EQ(tlb.translate(id, DomainId{d + 100}, *pts[d], iova, kPermRead, &t), Status::kOk);
+        break;
+      case 1: {
+        uint32_t faults = 0;
+        const uint64_t one[1] = {iova};
+        ASSERT_EQ(tlb.translate_burst(id, DomainId{d + 100}, *pts[d], one, kPermRead, &t, &faults), 1u);
+        ASSERT_EQ(faults, 0u);
+        break;
+      }
+      default: {
+        Iotlb::View v;
+        v.begin(tlb, id, DomainId{d + 100}, *pts[d]);
+        ASSERT_EQ(v.translate(iova, kPermRead, &t), Status::kOk);
+        v.end();
+      }
+    }
+    ASSERT_EQ(t.out, want) << "domain " << d << " iova " << std::hex << iova;
+    if (i % 64 == 0) tlb.quiescent(id);
+  }
+  // Four domains, one IOVA, one 4-entry cache: all four stay resident.
+  for (int round = 0; round < 2; ++round)
+    for (uint32_t d = 0; d < 4; ++d) {
+      Translation t{};
+      ASSERT_EQ(small.translate(id, DomainId{d + 100}, *pts[d], 0x123, kPermRead, &t), Status::kOk);
+      ASSERT_EQ(t.out, ((uint64_t{d} + 1) << 32) + 0x123);
+    }
+  EXPECT_EQ(small.reader_stats(id).misses, 4u);
+  EXPECT_EQ(small.reader_stats(id).hits, 4u);
+  tlb.offline(id);
+  rcu.unregister_reader(id);
 }
 
 TEST(IotlbConfig, RejectsBadSizes) {

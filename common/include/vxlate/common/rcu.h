@@ -22,12 +22,16 @@
 // grace period (an IOTLB's private cache and its position in the IOTLB's
 // invalidation log) attaches itself to the Rcu. Every quiescent report of a
 // reader, through whichever object it is made (Rcu::quiescent, any IOTLB's
-// quiescent(), a writer's synchronize(self)), first loads the token, then runs
-// every attached client's rcu_quiescent(id), then acknowledges the token; going
+// quiescent(), a writer's synchronize(self)), first loads the token; when it
+// differs from the token the reader last acknowledged, the report runs every
+// attached client's rcu_quiescent(id), then acknowledges the token; going
 // online runs every client's rcu_online(id). So a grace period covers every
 // device and IOTLB that shares the Rcu, however many there are and whichever
-// one the reader reported through. A quiescent report costs one virtual call
-// and one read-mostly load per attached client when nothing is new.
+// one the reader reported through. Writers publish before they take a token,
+// so an unchanged token means nothing new for the clients: such a report is
+// two loads (the token, a read-mostly line, and the reader's own counter) and
+// touches no client; a reader meets a line another core wrote (the token,
+// then what its clients read) only when something was published.
 //
 // Grace periods are vxlate's own code over rte_rcu_qsbr's reader counters:
 // start() is an atomic increment of the token, check() scans the registered
@@ -135,7 +139,10 @@ class Rcu {
     // published (seq_cst in rcu_online) and paired with check()'s seq_cst
     // loads, so either the writer waits for this reader or the reader sees
     // the writer's publication. The token may be stale: the writer then waits.
-    __atomic_store_n(&v_->qsbr_cnt[id].cnt, __atomic_load_n(&v_->token, __ATOMIC_RELAXED), __ATOMIC_SEQ_CST);
+    // acquire: pairs with start()'s increment, so what was published before
+    // this token is visible to rcu_online() below, and a later report that
+    // finds the same token may skip the clients.
+    __atomic_store_n(&v_->qsbr_cnt[id].cnt, __atomic_load_n(&v_->token, __ATOMIC_ACQUIRE), __ATOMIC_SEQ_CST);
     self_ = Self{serial_, id};
     for_each_client([id](RcuClient& c) { c.rcu_online(id); });
   }
@@ -146,11 +153,16 @@ class Rcu {
     rte_rcu_qsbr_thread_offline(v_, id);
   }
   // Reader side, wait-free: "I hold no protected pointer now." One call per
-  // poll-loop iteration, between bursts: loads the token, brings every
-  // attached client up to date for this reader, then acknowledges the token.
+  // poll-loop iteration, between bursts: loads the token and, when it is new
+  // to this reader, brings every attached client up to date for this reader,
+  // then acknowledges it. A token equal to the reader's counter was taken
+  // before the report (or the online()) that stored the counter, which
+  // already applied everything published before it.
   void quiescent(uint32_t id) noexcept {
     check_quiescent_report(id);
     const uint64_t token = quiescent_token();
+    // relaxed: the reader's own counter, only it stores it while online.
+    if (__atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_RELAXED) == token) return;
     for_each_client([id](RcuClient& c) { c.rcu_quiescent(id); });
     report_quiescent(id, token);
   }
@@ -211,11 +223,10 @@ class Rcu {
   uint32_t max_readers() const noexcept { return max_readers_; }
 
  private:
-  // Reader side: acknowledges `token` (release: pairs with the acquire loads
-  // in check()); skips the store, and the cache-line write, when unchanged.
+  // Reader side: acknowledges a token new to this reader (release: pairs
+  // with the acquire loads in check()).
   void report_quiescent(uint32_t id, uint64_t token) noexcept {
-    uint64_t* cnt = &v_->qsbr_cnt[id].cnt;
-    if (__atomic_load_n(cnt, __ATOMIC_RELAXED) != token) __atomic_store_n(cnt, token, __ATOMIC_RELEASE);
+    __atomic_store_n(&v_->qsbr_cnt[id].cnt, token, __ATOMIC_RELEASE);
   }
   // The reader id this thread went online with, per thread, so that a
   // blocking writer call made by an online reader between its bursts does not
