@@ -178,11 +178,13 @@ TEST_F(BoundedWork, AvailIndexRacingAheadDoesNotHoldTheCall) {
     }
   });
   std::atomic<uint64_t> graces{0};
+  std::atomic<bool> writer_done{false};
   std::thread writer([&] {
     while (!stop.load(std::memory_order_acquire)) {
       rcu_.synchronize();
       graces.fetch_add(1, std::memory_order_relaxed);
     }
+    writer_done.store(true, std::memory_order_release);
   });
   std::chrono::nanoseconds worst{0};
   uint64_t calls = 0;
@@ -197,6 +199,9 @@ TEST_F(BoundedWork, AvailIndexRacingAheadDoesNotHoldTheCall) {
   }
   stop.store(true, std::memory_order_release);
   guest.join();
+  // The writer may be inside synchronize(), waiting for this online reader:
+  // keep reporting until it has seen `stop`.
+  while (!writer_done.load(std::memory_order_acquire)) dev_.iotlb().quiescent(id_);
   writer.join();
   EXPECT_GT(calls, 1u);
   EXPECT_GT(graces.load(), 0u);
