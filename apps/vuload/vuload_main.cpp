@@ -3,8 +3,8 @@
 //
 //   vxlate-vuload --socket A --socket B [--mode identity|lazy|strict]
 //                 [--workload udp_stream_64|tcp_stream|tcp_rr] [--queue-pairs N]
-//                 [--queue-size N] [--seconds S] [--lazy-recycle N] [--lazy-flush N]
-//                 [--timeout-ms N] [--json]
+//                 [--queue-size N] [--seconds S] [--frame-size N] [--lazy-recycle N]
+//                 [--lazy-flush N] [--timeout-ms N] [--json]
 //
 // Two VhostUserFrontend instances (vxlate/load/vhost_user_frontend.h) connect
 // to two back-end sockets that the back end cross-connects, so frames sent on
@@ -15,7 +15,8 @@
 // testpmd: queues=N and --rxq=N --txq=N); pair q of A talks to pair q of B.
 //
 // Workloads (netperf's names and frame sizes, vxlate/load/netperf.h): A sends
-// and B answers. udp_stream_64: 64-byte frames A -> B only. tcp_stream:
+// and B answers. udp_stream_64: 64-byte frames A -> B only (--frame-size N:
+// N-byte frames, 60..1514, for a throughput-against-size curve). tcp_stream:
 // 1514-byte frames A -> B, one 66-byte ACK B -> A per two frames, at most
 // kTcpWindow frames unacknowledged per pair. tcp_rr: one 67-byte request and
 // one 67-byte response at a time per pair, round trip timed. Frames are
@@ -104,6 +105,9 @@ constexpr uint32_t kUdp64Frame = 64;
 constexpr uint32_t kMssFrame = 1514;
 constexpr uint32_t kAckFrame = 66;
 constexpr uint32_t kRrFrame = 67;
+// --frame-size (udp_stream_64): Ethernet's minimum and maximum frame without FCS.
+constexpr uint32_t kMinFrame = 60;
+constexpr uint32_t kMaxFrame = kMssFrame;
 constexpr uint32_t kTcpWindow = 256;  // tcp_stream frames unacknowledged per pair (about 370 KB)
 constexpr auto kLazyFlushAge = 10ms;  // Linux's flush-queue timer (IOVA_FQ_TIMEOUT)
 constexpr auto kDrainQuiet = 100ms;   // drain ends when nothing is in flight and nothing arrived this long
@@ -128,7 +132,7 @@ struct Tag {
 static_assert(offsetof(Tag, kind) == 4 && offsetof(Tag, qp) == 6 && offsetof(Tag, seq) == 8 &&
               offsetof(Tag, txno) == 16 && sizeof(Tag) == 20);
 constexpr size_t kTagOffset = 14;
-static_assert(kTagOffset + sizeof(Tag) <= kUdp64Frame);
+static_assert(kTagOffset + sizeof(Tag) <= kMinFrame);
 
 // One page the control thread unmaps (INVALIDATE, ack awaited) and maps again.
 struct PageJob {
@@ -152,6 +156,7 @@ struct Config {
   uint16_t queue_pairs = 1;
   uint32_t queue_size = 256;
   double seconds = 5;
+  uint32_t frame_size = kUdp64Frame;  // udp_stream_64's frames
   uint32_t lazy_recycle = NetperfConfig{}.lazy_recycle;
   uint32_t lazy_flush = NetperfConfig{}.lazy_flush;
   // A lost frame is written off after this (tcp_stream window, tcp_rr
@@ -386,7 +391,7 @@ class Lane {
     switch (cfg_.workload) {
       case Workload::kUdpStream64:
         if (is_a() && sending)
-          for (; n < room; ++n) out[n] = frame(n, kData, data_seq_ + n, kUdp64Frame);
+          for (; n < room; ++n) out[n] = frame(n, kData, data_seq_ + n, cfg_.frame_size);
         break;
       case Workload::kTcpStream:
         if (is_a()) {
@@ -491,7 +496,8 @@ class Lane {
                "vxlate-vuload: %s\n"
                "usage: vxlate-vuload --socket PATH --socket PATH [--mode identity|lazy|strict]\n"
                "                     [--workload udp_stream_64|tcp_stream|tcp_rr] [--queue-pairs N] [--queue-size N]\n"
-               "                     [--seconds S] [--lazy-recycle N] [--lazy-flush N] [--timeout-ms N] [--json]\n",
+               "                     [--seconds S] [--frame-size N] [--lazy-recycle N] [--lazy-flush N]\n"
+               "                     [--timeout-ms N] [--json]\n",
                msg);
   std::exit(2);
 }
@@ -503,6 +509,7 @@ unsigned long parse_uint(const char* opt, const char* v, unsigned long max) {
 Config parse(int argc, char** argv) {
   Config c;
   int sockets = 0;
+  bool frame_size = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&]() -> const char* {
@@ -527,6 +534,10 @@ Config parse(int argc, char** argv) {
       char* end = nullptr;
       c.seconds = std::strtod(v, &end);
       if (end == v || *end != '\0' || !(c.seconds > 0) || c.seconds > 3600) usage("bad value for --seconds");
+    } else if (a == "--frame-size") {
+      c.frame_size = static_cast<uint32_t>(parse_uint("--frame-size", value(), UINT32_MAX));
+      if (c.frame_size < kMinFrame || c.frame_size > kMaxFrame) usage("--frame-size must be 60..1514 (bytes, no FCS)");
+      frame_size = true;
     } else if (a == "--lazy-recycle") {
       c.lazy_recycle = static_cast<uint32_t>(parse_uint("--lazy-recycle", value(), 1u << 20));
     } else if (a == "--lazy-flush") {
@@ -542,6 +553,7 @@ Config parse(int argc, char** argv) {
     }
   }
   if (sockets != 2) usage("exactly two --socket (the back end cross-connects them)");
+  if (frame_size && c.workload != Workload::kUdpStream64) usage("--frame-size is for udp_stream_64 only");
   return c;
 }
 
@@ -552,6 +564,16 @@ double quantile_us(std::vector<T>& v, double q) {
   const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
   return static_cast<double>(v[k]) / 1000.0;
+}
+
+// The size of the workload's data frames (udp_stream_64: --frame-size).
+uint32_t data_frame_bytes(const Config& c) {
+  switch (c.workload) {
+    case Workload::kUdpStream64: return c.frame_size;
+    case Workload::kTcpStream: return kMssFrame;
+    case Workload::kTcpRr: return kRrFrame;
+  }
+  return 0;
 }
 
 struct Totals {
@@ -780,6 +802,7 @@ int main(int argc, char** argv) {
     std::printf("  window resets %llu\n", static_cast<unsigned long long>(window_resets));
   if (cfg.json)
     std::printf("{\"tool\":\"vxlate-vuload\",\"workload\":\"%s\",\"mode\":\"%s\",\"queue_pairs\":%u,\"queue_size\":%u,"
+                "\"frame_size\":%u,"
                 "\"seconds\":%.3f,\"tx_frames\":%llu,\"rx_frames\":%llu,\"tx_pps\":%.0f,\"rx_pps\":%.0f,"
                 "\"drops\":%llu,\"drained\":%s,\"bad_frames\":%llu,\"stray_frames\":%llu,\"tx_ring_full\":%llu,"
                 "\"misses\":%llu,\"misses_answered\":%llu,\"misses_unanswered\":%llu,\"updates\":%llu,"
@@ -787,7 +810,8 @@ int main(int argc, char** argv) {
                 "\"invalidate_ack_p50_us\":%.2f,\"invalidate_ack_p99_us\":%.2f,\"nacks\":%llu,"
                 "\"rr_tps\":%.0f,\"rr_p50_us\":%.2f,\"rr_p99_us\":%.2f,\"rr_timeouts\":%llu,\"window_resets\":%llu,"
                 "\"clean\":%s}\n",
-                to_string(cfg.workload), to_string(cfg.mode), unsigned{cfg.queue_pairs}, cfg.queue_size, seconds,
+                to_string(cfg.workload), to_string(cfg.mode), unsigned{cfg.queue_pairs}, cfg.queue_size,
+                data_frame_bytes(cfg), seconds,
                 static_cast<unsigned long long>(fin.sent), static_cast<unsigned long long>(fin.received), tx_pps,
                 rx_pps, static_cast<unsigned long long>(drops), drained ? "true" : "false",
                 static_cast<unsigned long long>(bad), static_cast<unsigned long long>(stray),
