@@ -506,7 +506,13 @@ int worker_main(void* arg) {
 // lcores' CPUs shares them with the scheduler's help).
 cpu_set_t control_cpus(const cpu_set_t& allowed, const std::vector<unsigned>& forwarding) {
   cpu_set_t cpus = allowed;
-  for (unsigned l : forwarding) CPU_CLR(rte_lcore_to_cpu_id(static_cast<int>(l)), &cpus);
+  for (unsigned l : forwarding) {
+    // The lcore's whole cpuset: with --lcores 0@1, lcore 0 polls CPU 1
+    // (rte_lcore_to_cpu_id() would say 0).
+    const rte_cpuset_t lc = rte_lcore_cpuset(l);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &lc)) CPU_CLR(c, &cpus);
+  }
   return CPU_COUNT(&cpus) != 0 ? cpus : allowed;
 }
 
