@@ -1,24 +1,53 @@
 // bench_netperf.cpp: the netperf-like workloads of vxlate-netperf as Google
 // Benchmark cases, BM_Netperf/<workload>/<mode>, workload in {tcp_stream,
-// udp_stream_64, tcp_rr}, mode in {identity, lazy, strict}.
+// udp_stream_64, tcp_rr}, mode in {identity, lazy, strict}. identity (no
+// vIOMMU) is the baseline for lazy and strict, in the same binary.
 //
-// Each iteration is one complete run_netperf(): a fresh guest (memfd memory,
-// rings, virtio-iommu and virtio-net drivers on the main lcore) and a fresh
-// device side (engine, IOTLB, virtqueues on a worker lcore), exchanging
-// kFrames data frames (tcp_rr: transactions) through real rings. identity
-// (no vIOMMU) is the baseline for lazy and strict, in the same binary.
+// Each benchmark is one iteration: one run_netperf() (netperf.h, Timing) on
+// two pinned lcores (the guest on the main lcore, the device on the worker,
+// each on a CPU of its own where there are two): setup outside the clock, a
+// warm-up, then a measured interval that ends once its clean windows (every
+// lcore had its CPU) add up to --netperf_clean seconds, or after
+// --netperf_seconds. One iteration because the binary sets Google Benchmark's
+// --benchmark_min_time to 1 µs unless given one (the names stay
+// BM_Netperf/<workload>/<mode>, which Iterations(1) or UseManualTime would
+// suffix). Time and CPU are Google Benchmark's own, of the whole call, setup
+// included; items_per_second is a counter set from the run instead: frames
+// (tcp_rr: transactions) per second of the measured interval's wall clock,
+// which moves with the load other processes put on the machine. The figures
+// meant for comparing modes are the clean-window counters:
+//   clean_pps        median over clean windows of frames/s;
+//   dev_cyc_frame    device lcore TSC cycles in iterations that found work, per frame;
+//   guest_cyc_frame  guest TSC cycles in driver passes that made progress, per frame;
+// and what the machine did to the run: clean_share (clean windows / all),
+// guest_cpu and dev_cpu (CPU time / wall), dev_offline (offline-when-idle
+// episodes of the device lcore), lcore_rtt_ns (the cache-line round trip
+// between the two lcores, the slower of the probes before and after the run:
+// where the host put the vCPUs; compare runs alike). The rest: Gbit/s goodput, translations/s,
+// map/s, unmap/s, unmaps per sync, IOTLB hit rate, RR p50/p99 in
+// microseconds, device busy share, share of device cycles in request
+// handling, share of guest cycles waiting in sync_req.
 //
-// items/s = frames (transactions) per second of the main lcore's CPU time,
-// which busy-polls the whole run; the counters come from the run's own wall
-// clock: pps, Gbit/s (goodput), translations/s, map/s, unmap/s, unmaps per
-// sync, IOTLB hit rate, RR p50/p99 in microseconds, and where the time went
-// (device busy share, share of device cycles in request handling, share of
-// guest cycles waiting in sync_req). A run that was not clean (corrupt frame,
-// poisoned buffer written, refused chain, failed request) is an error.
+// One run per benchmark is one sample. For medians with a spread, and mode
+// ratios against the identity run next to it, bench/netperf.sh runs the same
+// runs through vxlate-netperf, interleaved by rounds; here,
+// --benchmark_repetitions=N --benchmark_enable_random_interleaving=true
+// shuffles the repetitions of all nine, and Google Benchmark's median and cv
+// aggregates follow.
+// A run that was not clean (corrupt frame, poisoned buffer written, refused
+// chain, failed request) is an error.
+//
+// Own flags (before Google Benchmark's): --netperf_warmup=S (0.2),
+// --netperf_clean=S (0.5), --netperf_seconds=S (the cap, 5).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <rte_eal.h>
 
@@ -29,74 +58,96 @@ namespace {
 
 using namespace vxlate::load;
 
-uint64_t frames_for(Workload w) {
-  switch (w) {
-    case Workload::kTcpStream: return 200000;
-    case Workload::kUdpStream64: return 400000;
-    case Workload::kTcpRr: return 50000;
-  }
-  return 0;
-}
+struct Timing {
+  double warmup = 0.2;
+  double clean = 0.5;
+  double seconds = 5.0;
+} timing;
 
 void BM_Netperf(benchmark::State& state, Workload w, Mode m) {
   NetperfConfig cfg;
   cfg.workload = w;
   cfg.mode = m;
-  cfg.packets = frames_for(w);
-  NetperfResult sum;
-  double pps = 0, gbps = 0, xlate = 0, maps = 0, unmaps = 0, p50 = 0, p99 = 0, busy = 0, req = 0, sync = 0;
-  uint64_t runs = 0;
+  cfg.warmup_seconds = timing.warmup;
+  cfg.clean_seconds = timing.clean;
+  cfg.seconds = timing.seconds;
+  NetperfResult r;
   for (auto _ : state) {
-    const NetperfResult r = run_netperf(cfg);
+    r = run_netperf(cfg);
     if (!r.clean()) {
       state.SkipWithError("run not clean: corrupt frame, poison violation, bad chain or failed request");
-      break;
+      return;
     }
-    ++runs;
-    sum.packets += r.packets;
-    sum.unmap_requests += r.unmap_requests;
-    sum.syncs += r.syncs;
-    sum.iotlb_hits += r.iotlb_hits;
-    sum.iotlb_misses += r.iotlb_misses;
-    pps += r.pps();
-    gbps += r.gbps();
-    xlate += r.translations / r.seconds;
-    maps += r.map_requests / r.seconds;
-    unmaps += r.unmap_requests / r.seconds;
-    p50 += r.rr_p50_us;
-    p99 += r.rr_p99_us;
-    busy += r.device_busy_share;
-    req += r.device_request_share;
-    sync += r.guest_sync_share;
   }
-  if (runs == 0) return;
-  const double n = static_cast<double>(runs);
-  state.SetItemsProcessed(static_cast<int64_t>(sum.packets));
-  state.counters["pps"] = pps / n;
-  state.counters["gbit_s"] = gbps / n;
-  state.counters["xlate_s"] = xlate / n;
-  state.counters["map_s"] = maps / n;
-  state.counters["unmap_s"] = unmaps / n;
-  state.counters["unmaps_per_sync"] = sum.unmaps_per_sync();
-  state.counters["iotlb_hit"] = sum.hit_rate();
+  state.counters["items_per_second"] = r.pps();
+  state.counters["pps"] = r.pps();
+  state.counters["clean_pps"] = r.clean_pps;
+  state.counters["dev_cyc_frame"] = r.device_cycles_per_frame;
+  state.counters["guest_cyc_frame"] = r.guest_cycles_per_frame;
+  state.counters["clean_share"] = r.windows ? double(r.clean_windows) / double(r.windows) : 0;
+  state.counters["guest_cpu"] = r.guest_cpu_share;
+  state.counters["dev_cpu"] = r.device_cpu_share;
+  state.counters["dev_offline"] = static_cast<double>(r.device_offline);
+  state.counters["lcore_rtt_ns"] = std::max(r.lcore_rtt_ns_before, r.lcore_rtt_ns_after);
+  state.counters["gbit_s"] = r.gbps();
+  state.counters["xlate_s"] = r.translations / r.seconds;
+  state.counters["map_s"] = r.map_requests / r.seconds;
+  state.counters["unmap_s"] = r.unmap_requests / r.seconds;
+  state.counters["unmaps_per_sync"] = r.unmaps_per_sync();
+  state.counters["iotlb_hit"] = r.hit_rate();
   if (w == Workload::kTcpRr) {
-    state.counters["rr_p50_us"] = p50 / n;
-    state.counters["rr_p99_us"] = p99 / n;
+    state.counters["rr_p50_us"] = r.rr_p50_us;
+    state.counters["rr_p99_us"] = r.rr_p99_us;
   }
-  state.counters["dev_busy"] = busy / n;
-  state.counters["dev_req"] = req / n;
-  state.counters["guest_sync"] = sync / n;
+  state.counters["dev_busy"] = r.device_busy_share;
+  state.counters["dev_req"] = r.device_request_share;
+  state.counters["guest_sync"] = r.guest_sync_share;
+}
+
+// Takes --netperf_<name>=S out of argv into *v; false on a bad value.
+bool take_flag(int& argc, char** argv, int i, std::string_view name, double* v) {
+  const std::string prefix = "--netperf_" + std::string(name) + "=";
+  if (std::strncmp(argv[i], prefix.c_str(), prefix.size()) != 0) return true;
+  char* end = nullptr;
+  const char* s = argv[i] + prefix.size();
+  *v = std::strtod(s, &end);
+  if (end == s || *end != '\0' || !(*v >= 0) || *v > 3600) {
+    std::fprintf(stderr, "bench_netperf: bad value in %s\n", argv[i]);
+    return false;
+  }
+  for (int j = i; j + 1 < argc; ++j) argv[j] = argv[j + 1];
+  --argc;
+  return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!init_eal(argv[0], 2)) return 1;
+  for (int i = 1; i < argc;) {
+    const int before = argc;
+    if (!take_flag(argc, argv, i, "warmup", &timing.warmup) || !take_flag(argc, argv, i, "clean", &timing.clean) ||
+        !take_flag(argc, argv, i, "seconds", &timing.seconds))
+      return 2;
+    if (argc == before) ++i;
+  }
+  if (!(timing.seconds > 0)) {
+    std::fprintf(stderr, "bench_netperf: --netperf_seconds must be > 0\n");
+    return 2;
+  }
+  if (!init_eal(argv[0], 2, /*pin=*/true)) return 1;
   for (Workload w : {Workload::kTcpStream, Workload::kUdpStream64, Workload::kTcpRr})
     for (Mode m : {Mode::kIdentity, Mode::kLazy, Mode::kStrict})
       benchmark::RegisterBenchmark((std::string("BM_Netperf/") + to_string(w) + "/" + to_string(m)).c_str(),
                                    BM_Netperf, w, m)
           ->Unit(benchmark::kMillisecond);
+  // One iteration per run (see the file note), unless asked otherwise.
+  std::vector<char*> args(argv, argv + argc);
+  char min_time[] = "--benchmark_min_time=0.000001";
+  auto is_min_time = [](const char* a) { return std::strncmp(a, "--benchmark_min_time", 20) == 0; };
+  if (std::none_of(args.begin(), args.end(), is_min_time)) args.push_back(min_time);
+  args.push_back(nullptr);
+  argc = static_cast<int>(args.size()) - 1;
+  argv = args.data();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

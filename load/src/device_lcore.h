@@ -7,11 +7,15 @@
 // own reader id (IommuQueues::poll: the grace period skips it, its cache
 // applies the invalidations). An idle loop pauses and yields; after
 // kIdleBeforeOffline idle iterations it goes offline for a moment so that no
-// writer waits on it.
+// writer waits on it. It times itself: TSC cycles in iterations that found
+// work and frames dequeued, published per iteration for the main lcore's
+// windows, and its counters as they stood when the measured interval began.
 //
 // Thread-safety contract: Reader side (its own registered reader id) and
 // Control side of the run's Device, on one worker lcore; it starts when the
-// main lcore releases setup_done and stops on device_stop, then releases
+// main lcore releases setup_done, releases device_started once its CPU clock
+// is published, answers the main lcore's round-trip probe (lcore_probe.h)
+// before its loop and after it stops on device_stop, then releases
 // device_done.
 #pragma once
 

@@ -11,6 +11,7 @@
 #include "backoff.h"
 #include "frames.h"
 #include "run_state.h"
+#include "thread_clock.h"
 #include "vxlate/dataplane/net.h"
 #include "vxlate/engine/wire.h"
 
@@ -299,17 +300,44 @@ bool GuestQp::step() {
   return packets.load(std::memory_order_relaxed) + rx_frames + completions != before;
 }
 
-void GuestQp::run_loop() {
+bool GuestQp::timed_step() {
   const uint64_t t0 = rte_rdtsc();
+  if (!step()) return false;
+  // relaxed: a live count the main lcore samples; owner-written.
+  busy_cycles.store(busy_cycles.load(std::memory_order_relaxed) + (rte_rdtsc() - t0), std::memory_order_relaxed);
+  return true;
+}
+
+void GuestQp::begin_measure() {
+  measuring = true;
+  base.tsc = rte_rdtsc();
+  // relaxed: owner-written counts, read by their owner.
+  base.packets = packets.load(std::memory_order_relaxed);
+  base.bytes = bytes.load(std::memory_order_relaxed);
+  base.rx_frames = rx_frames;
+  base.sync_cycles = sync_cycles;
+  base.rtts = rtt_cycles.size();
+}
+
+void GuestQp::run_loop() {
+  clock = own_cpu_clock();
+  if (run.cfg.warmup_seconds == 0) begin_measure();
+  started.store(true, std::memory_order_release);  // release: pairs with the main lcore's acquire; clock is set
+  // acquire: pairs with the main lcore's release of go.
+  while (!run.go.load(std::memory_order_acquire)) pause_idle();
+  if (measuring) base.tsc = rte_rdtsc();
   Backoff backoff;
   // relaxed: a stop request; the final counts are read after the lcore joins.
   while (!run.guest_stop.load(std::memory_order_relaxed) && !budget_done()) {
-    if (step())
+    // relaxed: a request to take the base counts (see RunState::measuring).
+    if (!measuring && run.measuring.load(std::memory_order_relaxed)) begin_measure();
+    if (timed_step())
       backoff.reset();
     else
       backoff.idle();
   }
-  total_cycles = rte_rdtsc() - t0;
+  if (!measuring) begin_measure();
+  total_cycles = rte_rdtsc() - base.tsc;
   run.guests_running.fetch_sub(1, std::memory_order_release);  // release: pairs with the main lcore's acquire wait
 }
 

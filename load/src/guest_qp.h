@@ -11,9 +11,12 @@
 // Thread-safety contract: Setup only: construction and setup_mappings(), on
 // the main lcore before the lcores start. Guest side: everything else, on the
 // one lcore that owns the queue pair (queue pair 0: the main lcore). The
-// progress counters `packets` and `bytes` may be read by any thread (relaxed);
-// the rest once the owner stopped.
+// progress counters `packets`, `bytes` and `busy_cycles` may be read by any
+// thread (relaxed), `clock` after an acquire of `started`; the rest once the
+// owner stopped.
 #pragma once
+
+#include <time.h>
 
 #include <atomic>
 #include <cstdint>
@@ -64,6 +67,11 @@ struct GuestQp {
 
   // Guest side. One pass of the driver loop; true when it made progress.
   bool step();
+  // Guest side. step(), its TSC cycles added to busy_cycles when it made progress.
+  bool timed_step();
+  // Guest side, once: the counts as they stand become the base of the
+  // measured interval (the owner calls it when it sees RunState::measuring).
+  void begin_measure();
   // Guest side. The packet budget is spent (and no transaction in flight).
   bool budget_done() const;
   // Guest side. Loops on step() until stopped or the budget is spent.
@@ -86,10 +94,20 @@ struct GuestQp {
   uint64_t rr_sent_tsc = 0;
   std::vector<uint32_t> rtt_cycles;
   uint64_t sync_cycles = 0;
-  uint64_t total_cycles = 0;
+  uint64_t total_cycles = 0;   // from the start of the measured interval to the stop
   // Progress, read by the main lcore: owner-written, relaxed.
   std::atomic<uint64_t> packets{0};
   std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> busy_cycles{0};  // TSC cycles in steps that made progress
+  // The counts when the measured interval began (owner-written).
+  struct Base {
+    uint64_t tsc = 0, packets = 0, bytes = 0, rx_frames = 0, sync_cycles = 0;
+    size_t rtts = 0;
+  } base;
+  bool measuring = false;
+  // A worker lcore's CPU clock (queue pairs 1..): set before started's release.
+  clockid_t clock = CLOCK_THREAD_CPUTIME_ID;
+  std::atomic<bool> started{false};
   uint64_t rx_frames = 0;
   uint64_t corrupt = 0;
   uint64_t poison_violations = 0;

@@ -3,16 +3,20 @@
 //
 // RunState holds the guest (memory, the virtio-iommu driver and its lock, one
 // GuestQp per queue pair) and the device (Rcu, engine::Device, the
-// virtio-iommu queues, NetDevice, the mbuf pool), the stop flags and the
-// device lcore's counters. The main lcore builds it (run.cpp), the guest
-// lcores (guest_qp.cpp) and the device lcore (device_lcore.cpp) use it, the
-// main lcore reads the figures out of it once they stopped (report.cpp).
+// virtio-iommu queues, NetDevice, the mbuf pool), the start and stop flags,
+// the device lcore's counters (with their values at the start of the
+// measured interval, and the live ones the main lcore samples) and the
+// round-trip probe line. The main lcore builds it (run.cpp), the guest lcores
+// (guest_qp.cpp) and the device lcore (device_lcore.cpp) use it, the main
+// lcore reads the figures out of it once they stopped (report.cpp).
 //
 // Thread-safety contract: members are set up on the main lcore before
 // setup_done is released; after that the guest side touches only its own
 // GuestQp and, under iommu_lock, the IommuDriver; the device lcore owns
 // net, iq, the peers and the device counters until it releases device_done.
 #pragma once
+
+#include <time.h>
 
 #include <atomic>
 #include <cstdint>
@@ -24,6 +28,7 @@
 #include <rte_pause.h>
 
 #include "guest_qp.h"
+#include "lcore_probe.h"
 #include "vxlate/common/rcu.h"
 #include "vxlate/dataplane/iommu_queues.h"
 #include "vxlate/dataplane/net.h"
@@ -42,9 +47,35 @@ inline constexpr uint32_t kNetEndpoint = 1;
 struct DeviceCounters {
   uint64_t iters = 0;
   uint64_t busy_iters = 0;
-  uint64_t cycles = 0;
+  uint64_t cycles = 0;          // from the start of the measured interval to the stop
   uint64_t request_cycles = 0;
-  uint64_t peer_corrupt = 0;  // frames the peers found wrong
+  uint64_t offline = 0;         // offline-when-idle episodes
+  uint64_t peer_corrupt = 0;    // frames the peers found wrong (whole run)
+};
+
+// The device side's counters when the device lcore saw the measured interval
+// begin; the figures are the differences (written by it, read after it stopped).
+struct DeviceBase {
+  DeviceCounters c;
+  uint64_t tsc = 0;
+  uint64_t translations = 0;
+  uint64_t request_bursts = 0;
+  uint64_t iotlb_hits = 0;
+  uint64_t iotlb_misses = 0;
+};
+
+// What the main lcore samples once per window while the run goes: written by
+// the device lcore alone (relaxed stores of its running counts), read with
+// relaxed loads. A line of its own, apart from the flags the lcores poll.
+struct alignas(64) DeviceLive {
+  std::atomic<uint64_t> frames{0};       // data frames (RR: requests) dequeued
+  std::atomic<uint64_t> busy_cycles{0};  // TSC cycles in iterations that found work
+  std::atomic<int> cpu{-1};              // the CPU it last ran on (sampled)
+};
+
+// The guest driver's request counts at the start of the measured interval.
+struct IommuBase {
+  uint64_t maps = 0, unmaps = 0, syncs = 0;
 };
 
 struct RunState {
@@ -61,6 +92,14 @@ struct RunState {
   rte_mempool* mp = nullptr;
   std::atomic<bool> guest_stop{false};
   std::atomic<bool> device_stop{false};
+  // The clock started: guest lcores 1.. start sending. release by the main
+  // lcore, acquire by each guest lcore.
+  std::atomic<bool> go{false};
+  // The measured interval began (warm-up over): each lcore takes its base
+  // counts when it first sees it. relaxed: a request; the bases are read
+  // after the joins. Without a warm-up no lcore waits for it: each takes its
+  // base before any frame moves (the guests before go, the device at start).
+  std::atomic<bool> measuring{false};
   std::atomic<unsigned> guests_running{0};
   // The lcore launch and join go through EAL's own synchronisation, which
   // ThreadSanitizer does not see (DPDK is not instrumented): these two flags
@@ -69,8 +108,15 @@ struct RunState {
   // it is done, acquire by the main lcore before it reads the results.
   std::atomic<bool> setup_done{false};
   std::atomic<bool> device_done{false};
+  // release by the device lcore once device_clock is set, acquire by the
+  // main lcore before the clock starts (the device lcore runs by then).
+  std::atomic<bool> device_started{false};
+  clockid_t device_clock = CLOCK_THREAD_CPUTIME_ID;
   uint32_t reader = 0;  // the device lcore's Rcu reader id
   DeviceCounters device;
+  DeviceBase device_base;
+  DeviceLive device_live;
+  ProbeLine probe;  // the lcore round-trip probe (lcore_probe.h), before and after
 
   // Setup only: guest memory of mem_bytes, the device, and the virtio-iommu
   // queues (serviced by the guest's own sync() until the device lcore runs).

@@ -10,6 +10,11 @@
 // to start. The trade-off is no CPU isolation, which a load tool for 2-core
 // CI machines can afford and a product back end, which brings up EAL itself
 // with its own arguments, cannot; hence it lives here, not in dataplane/.
+// Measurements ask for pinning where the CPUs suffice (one lcore per CPU): a
+// floating pair of pollers can be stacked on one CPU by the scheduler for a
+// while, and a latency-bound run then crawls; pinned lcores also stop
+// yielding when idle (load/src/backoff.h: on EEVDF kernels a yielding poller
+// loses its CPU to any busy process beside it).
 //
 // Thread-safety contract: Setup only. Once per process, from the thread that
 // becomes the EAL main lcore, before any other DPDK call; rte_eal_cleanup()
@@ -19,8 +24,10 @@
 namespace vxlate::load {
 
 // Setup only. Initialises the EAL with `lcores` (>= 1) lcores; argv0 is the
-// program name EAL logs under. Returns false (with a message on stderr) on
+// program name EAL logs under. pin: lcore i runs on the i-th CPU of the
+// affinity mask alone, where the mask has at least `lcores` CPUs (else the
+// lcores float as without it). Returns false (with a message on stderr) on
 // failure.
-bool init_eal(const char* argv0, unsigned lcores);
+bool init_eal(const char* argv0, unsigned lcores, bool pin = false);
 
 }  // namespace vxlate::load

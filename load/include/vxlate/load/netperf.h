@@ -39,6 +39,27 @@
 // join on the main lcore), report.cpp (the figures, progress and JSON).
 // EAL comes up through vxlate/load/eal.h.
 //
+// Timing. A run is set up (guest memory, rings, EAL mbuf pool, the setup
+// MAPs) before the clock starts, and the clock starts once every lcore runs;
+// then `warmup_seconds` of traffic whose figures are dropped, then the
+// measured interval (`seconds`, or until `packets`, or until the clean
+// windows add up to `clean_seconds`). Every figure of NetperfResult but the
+// correctness counters covers the measured interval only. Wall-clock
+// throughput on a shared machine moves with how much CPU the other processes
+// leave to the run's lcores, and a latency-bound run (tcp_rr) stalls whenever
+// either lcore is descheduled. So the measured interval is also cut into
+// `window_seconds` windows: a window is clean when every lcore of the run got
+// at least kCleanShare of it and of the window before as CPU time
+// (CLOCK_THREAD_CPUTIME_ID), and the robust figures come from clean windows
+// only: frames/s (median), and the device's and the guests' TSC cycles per
+// frame in the iterations that found work, the work a frame costs each side,
+// which does not move when a core is stolen. Trade-off: a clean-window figure
+// is what the run does when it has its CPUs, not what a loaded machine
+// delivers (pps() is that). What no window can see is where a hypervisor put
+// the CPUs: every frame moves cache lines between the two lcores, and their
+// round trip (lcore_rtt_ns_before, lcore_rtt_ns_after) can change
+// several-fold as the host moves vCPUs; compare runs with the same round trip.
+//
 // Thread-safety contract: run_netperf() is called on the EAL main lcore with
 // no other lcore busy; it uses the main lcore and queue_pairs worker lcores.
 // The name helpers and to_json() are pure: any thread.
@@ -70,8 +91,12 @@ struct NetperfConfig {
   Mode mode = Mode::kLazy;
   uint16_t queue_pairs = 1;
   uint32_t queue_size = 256;
-  double seconds = 2.0;          // run length, unless `packets` is set
+  double seconds = 2.0;          // measured interval, unless `packets` is set
   uint64_t packets = 0;          // stop after this many data frames (RR: transactions) per queue pair
+  double warmup_seconds = 0;     // traffic before the measured interval (needs packets == 0)
+  double window_seconds = 0.001; // clean-window length (see Timing)
+  double clean_seconds = 0;      // > 0: end the measured interval once its clean windows
+                                 // add up to this (`seconds` is then the cap)
   uint32_t lazy_recycle = 64;    // completions between buffer recycles (lazy)
   uint32_t lazy_flush = 32;      // recycled unmaps per sync (lazy)
   uint32_t strict_batch = 32;    // frames mapped/unmapped per sync (strict)
@@ -81,8 +106,12 @@ struct NetperfConfig {
   std::function<void(const NetperfProgress&)> progress;
 };
 
+// A window is clean when each lcore of the run got this share of it as CPU time.
+inline constexpr double kCleanShare = 0.98;
+
 struct NetperfResult {
-  double seconds = 0;
+  double setup_seconds = 0;        // from the call to the start of the clock (not measured)
+  double seconds = 0;              // the measured interval (warm-up excluded)
   uint64_t packets = 0;            // data frames guest to host (RR: transactions)
   uint64_t payload_bytes = 0;      // goodput bytes guest to host
   uint64_t rx_frames = 0;          // frames host to guest (ACKs, responses)
@@ -104,6 +133,21 @@ struct NetperfResult {
   double device_busy_share = 0;    // iterations that found work / all iterations
   double device_request_share = 0; // share of device cycles in request handling
   double guest_sync_share = 0;     // share of guest cycles spent waiting in sync_req
+  // How the machine treated the run (measured interval).
+  double guest_cpu_share = 0;      // CPU time / wall of the least-served guest lcore
+  double device_cpu_share = 0;     // CPU time / wall of the device lcore
+  uint64_t device_offline = 0;     // times the device lcore went offline when idle
+  uint64_t same_cpu_windows = 0;   // windows that found guest 0 and the device on one CPU
+  // Cache-line round trip between the main and the device lcore, probed
+  // before and after the run: where the host put the vCPUs.
+  double lcore_rtt_ns_before = 0;
+  double lcore_rtt_ns_after = 0;
+  // Clean windows (see Timing in the file note).
+  uint64_t windows = 0;
+  uint64_t clean_windows = 0;
+  double clean_pps = 0;            // median over clean windows of frames the device took per second
+  double device_cycles_per_frame = 0;  // device TSC cycles in busy iterations per frame, clean windows
+  double guest_cycles_per_frame = 0;   // guest TSC cycles in busy steps per frame, clean windows
 
   double pps() const noexcept { return seconds > 0 ? packets / seconds : 0; }
   double gbps() const noexcept { return seconds > 0 ? payload_bytes * 8.0 / seconds / 1e9 : 0; }
