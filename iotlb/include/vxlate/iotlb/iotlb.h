@@ -421,17 +421,13 @@ inline const Iotlb::Entry* Iotlb::find(const Reader& r, uint64_t tag, uint64_t s
 
 inline Status Iotlb::translate(uint32_t reader, DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need,
                                Translation* t) noexcept {
-  VXLATE_DCHECK(reader < num_readers_, "Iotlb::translate: reader id out of range");
-  VXLATE_DCHECK(rcu_.is_online(reader), "Iotlb::translate: the reader must be online");
-  Reader& r = readers_[reader];
-  // acquire: pairs with the release bump in sync(). Loaded before the walk, so
-  // a fill from a walk older than a flush carries the older generation.
-  const uint32_t gen = gens_[gen_slot(d)].load(std::memory_order_acquire);
-  if (const Entry* e = find(r, make_tag(d.value, gen), salt_of(r, d.value), iova)) [[likely]] {
-    r.hits.inc();
-    return hit(*e, iova, need, t);
-  }
-  return miss(r, d.value, gen, pt, iova, need, t);
+  // A burst of one: the View loads the generation before any walk, so a fill
+  // from a walk older than a flush carries the older generation.
+  View v;
+  v.begin(*this, reader, d, pt);
+  const Status st = v.translate(iova, need, t);
+  v.end();
+  return st;
 }
 
 }  // namespace vxlate::iotlb
