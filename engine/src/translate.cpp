@@ -122,8 +122,8 @@ void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept 
   }
 }
 
-Status Device::Burst::iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs,
-                                  size_t* nsegs, FaultEvent* fault) noexcept {
+Status Device::Burst::iova_to_hva_slow(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs,
+                                       size_t* nsegs, FaultEvent* fault) noexcept {
   VXLATE_DCHECK(dev_ != nullptr, "Device::Burst: iova_to_hva() before begin()");
   *nsegs = 0;
   uint64_t last = 0;

@@ -328,6 +328,112 @@ TEST_F(TranslateTest, SplitsAtMappingAndRegionBoundariesAndMerges) {
   EXPECT_EQ(tr(7, ~uint64_t{0}, 2, pagetable::kPermRead, &s), Status::kInval);
 }
 
+// Device::Burst (an inline fast path for a cached single-page DMA in the
+// last memory region, the rest out of line) gives exactly what one
+// Device::iova_to_hva() call each gives: status, segments, fault event, and
+// the same IOTLB hit count, whatever the access (page and region boundaries,
+// memory holes, permissions, bad arguments, translated, bypassed and
+// unattached endpoints).
+TEST_F(TranslateTest, BurstGivesTheResultsOfOneCallEach) {
+  std::mt19937_64 rng(11);
+  constexpr uint64_t kMemFirst = 0x100000000, kMid = 0x1000ff800, kMemEnd = 0x100200000;
+  // Two regions with split hvas, meeting in the middle of a page.
+  const MemRegion mem[] = {{kMemFirst, kMid - kMemFirst, 0x7f0000000000}, {kMid, kMemEnd - kMid, 0x7f1000000000}};
+  ASSERT_EQ(dev_->set_mem_table(mem), Status::kOk);
+  ASSERT_EQ(send(attach_req(1, 7)), kOk);
+  ASSERT_EQ(send(attach_req(3, 8, kAttachFlagBypass)), kOk);  // ep 9 stays unattached
+  // Page 0 holds the regions' boundary, page 1 ends where memory ends.
+  ASSERT_EQ(send(map_req(1, 0, kPage - 1, kMid & ~(kPage - 1), kRW)), kOk);
+  ASSERT_EQ(send(map_req(1, kPage, 2 * kPage - 1, kMemEnd - kPage, kRW)), kOk);
+  for (uint64_t page = 2; page < 256; ++page) {
+    if (rng() % 4 == 0) continue;  // a hole
+    const uint64_t gpa = kMemFirst - 4 * kPage + (rng() % ((kMemEnd - kMemFirst) / kPage + 8)) * kPage;
+    const uint32_t flags = std::array<uint32_t, 3>{kMapFlagRead, kMapFlagWrite, kRW}[rng() % 3];
+    ASSERT_EQ(send(map_req(1, page * kPage, page * kPage + kPage - 1, gpa, flags)), kOk);
+  }
+  struct Access {
+    uint32_t ep;
+    uint64_t iova, len;
+    uint8_t access;
+  };
+  std::vector<Access> accesses;
+  const uint64_t lens[] = {0, 1, 8, 64, 1500, 4096, 5000, 9000};
+  const uint8_t perms[] = {pagetable::kPermRead, pagetable::kPermWrite, pagetable::kPermReadWrite,
+                           pagetable::kPermRead, pagetable::kPermWrite, 0, 4};
+  for (int burst = 0; burst < 200; ++burst) {
+    const uint32_t ep = 7 + static_cast<uint32_t>(rng() % 3);
+    for (int i = 0; i < 32; ++i) {
+      const uint64_t iova = ep == 7 ? rng() % (260 * kPage)
+                                    : kMemFirst - 3 * kPage + rng() % (kMemEnd - kMemFirst + 6 * kPage);
+      uint64_t len = rng() % 4 == 0 ? rng() % 9000 : lens[rng() % std::size(lens)];
+      if (rng() % 4 == 0) {  // a short access ending near a page or region end
+        const uint64_t ends[] = {kPage, kMid & (kPage - 1), 2 * kPage, kMid, kMemEnd, kMemFirst + 5 * kPage};
+        const uint64_t end = ends[ep == 7 ? rng() % 3 : 3 + rng() % 3];
+        len = 1 + rng() % 64;
+        accesses.push_back(Access{ep, end - len + rng() % 3, len, perms[rng() % 3]});
+        continue;
+      }
+      accesses.push_back(Access{ep, iova, len, perms[rng() % std::size(perms)]});
+    }
+  }
+  struct Result {
+    Status st;
+    std::vector<Segment> segs;
+    FaultEvent fault;
+  };
+  auto pass = [&](bool use_burst, std::vector<Result>* out) {
+    out->clear();
+    Device::Burst b;
+    for (size_t i = 0; i < accesses.size(); ++i) {
+      const Access& a = accesses[i];
+      if (i % 32 == 0) b.begin(*dev_, id_, EndpointId{a.ep});
+      Segment segs[4];
+      size_t n = 0;
+      FaultEvent fault{};
+      const Status st = use_burst ? b.iova_to_hva(a.iova, a.len, a.access, segs, &n, &fault)
+                                  : dev_->iova_to_hva(id_, EndpointId{a.ep}, a.iova, a.len, a.access, segs, &n, &fault);
+      out->push_back(Result{st, {segs, segs + n}, st == Status::kFault ? fault : FaultEvent{}});
+    }
+    b.end();
+  };
+  dev_->iotlb().online(id_);
+  std::vector<Result> calls, bursts;
+  pass(false, &calls);  // fills the IOTLB
+  const uint64_t hits0 = dev_->iotlb().reader_stats(id_).hits;
+  pass(false, &calls);
+  const uint64_t hits1 = dev_->iotlb().reader_stats(id_).hits;
+  pass(true, &bursts);
+  const uint64_t hits2 = dev_->iotlb().reader_stats(id_).hits;
+  dev_->iotlb().offline(id_);
+  ASSERT_EQ(calls.size(), bursts.size());
+  int ok = 0, fault = 0, inval = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const Access& a = accesses[i];
+    SCOPED_TRACE(testing::Message() << "access " << i << ": ep " << a.ep << " iova 0x" << std::hex << a.iova
+                                    << " len 0x" << a.len << " access " << int{a.access});
+    ASSERT_EQ(calls[i].st, bursts[i].st);
+    ASSERT_EQ(calls[i].segs.size(), bursts[i].segs.size());
+    for (size_t s = 0; s < calls[i].segs.size(); ++s) {
+      EXPECT_EQ(calls[i].segs[s].addr, bursts[i].segs[s].addr);
+      EXPECT_EQ(calls[i].segs[s].len, bursts[i].segs[s].len);
+    }
+    EXPECT_EQ(calls[i].fault.reason, bursts[i].fault.reason);
+    EXPECT_EQ(calls[i].fault.flags, bursts[i].fault.flags);
+    EXPECT_EQ(calls[i].fault.endpoint, bursts[i].fault.endpoint);
+    EXPECT_EQ(calls[i].fault.address, bursts[i].fault.address);
+    ok += calls[i].st == Status::kOk;
+    fault += calls[i].st == Status::kFault;
+    inval += calls[i].st == Status::kInval;
+  }
+  // Every kind of outcome occurred, the fast path's included.
+  EXPECT_GT(ok, 1000);
+  EXPECT_GT(fault, 300);
+  EXPECT_GT(inval, 100);
+  EXPECT_GT(hits1 - hits0, 1000u);
+  EXPECT_EQ(hits2 - hits1, hits1 - hits0) << "a Burst counts each hit once, as one call each does";
+  drain();
+}
+
 TEST_F(TranslateTest, UnmapTakesEffectWhenTheRequestCompletes) {
   ASSERT_EQ(send(attach_req(1, 7)), kOk);
   ASSERT_EQ(send(map_req(1, 0x10000, 0x10fff, 0x100000000, kRW)), kOk);

@@ -219,6 +219,16 @@ class Iotlb : private RcuClient {
       }
       return tlb_->miss(*r_, domain_, gen_, *pt_, iova, need, t);
     }
+    // The hit path alone, for a caller with a fast path of its own: true with
+    // *t filled when a cached entry translates iova with `need`; false on a
+    // miss or a permission fault, and the caller then goes through
+    // translate(), which walks or faults. Counts nothing: a caller that uses
+    // the hit calls count_hit().
+    bool try_hit(uint64_t iova, uint8_t need, Translation* t) const noexcept {
+      const Entry* e = tlb_->find(*r_, tag_, salt_, iova);
+      return e != nullptr && hit(*e, iova, need, t) == Status::kOk;
+    }
+    void count_hit() noexcept { ++hits_; }
     Epoch epoch() const noexcept { return Epoch{r_->seq, gen_}; }
     void end() noexcept {
       if (hits_ != 0) r_->hits.inc(hits_);
