@@ -366,6 +366,11 @@ TEST_F(TranslateTest, BurstGivesTheResultsOfOneCallEach) {
       const uint64_t iova = ep == 7 ? rng() % (260 * kPage)
                                     : kMemFirst - 3 * kPage + rng() % (kMemEnd - kMemFirst + 6 * kPage);
       uint64_t len = rng() % 4 == 0 ? rng() % 9000 : lens[rng() % std::size(lens)];
+      if (i > 0 && rng() % 3 == 0) {  // the page of the access before, as a header and its frame
+        const uint64_t page = accesses.back().iova & ~(kPage - 1);
+        accesses.push_back(Access{ep, page + rng() % kPage, 1 + rng() % 256, perms[rng() % std::size(perms)]});
+        continue;
+      }
       if (rng() % 4 == 0) {  // a short access ending near a page or region end
         const uint64_t ends[] = {kPage, kMid & (kPage - 1), 2 * kPage, kMid, kMemEnd, kMemFirst + 5 * kPage};
         const uint64_t end = ends[ep == 7 ? rng() % 3 : 3 + rng() % 3];
@@ -431,6 +436,32 @@ TEST_F(TranslateTest, BurstGivesTheResultsOfOneCallEach) {
   EXPECT_GT(inval, 100);
   EXPECT_GT(hits1 - hits0, 1000u);
   EXPECT_EQ(hits2 - hits1, hits1 - hits0) << "a Burst counts each hit once, as one call each does";
+  drain();
+}
+
+// What a Burst remembers of its last page lives only until the next begin():
+// a page unmapped between two bursts faults in the second.
+TEST_F(TranslateTest, BurstForgetsItsPageAtTheNextBegin) {
+  ASSERT_EQ(send(attach_req(1, 7)), kOk);
+  ASSERT_EQ(send(map_req(1, 0x10000, 0x10fff, 0x100000000, kRW)), kOk);
+  ASSERT_EQ(send(map_req(1, 0x20000, 0x20fff, 0x100001000, kRW)), kOk);
+  Device::Burst b;
+  Segment seg;
+  size_t n = 0;
+  dev_->iotlb().online(id_);
+  b.begin(*dev_, id_, EndpointId{7});
+  ASSERT_EQ(b.iova_to_hva(0x10000, 12, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
+  ASSERT_EQ(b.iova_to_hva(0x1000c, 64, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);  // the same page
+  EXPECT_EQ(seg.addr, 0x7f000000000cu);
+  b.end();
+  dev_->iotlb().offline(id_);
+  ASSERT_EQ(send(unmap_req(1, 0x10000, 0x10fff)), kOk);
+  dev_->iotlb().online(id_);
+  b.begin(*dev_, id_, EndpointId{7});
+  ASSERT_EQ(b.iova_to_hva(0x20000, 64, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);  // the same region
+  EXPECT_EQ(b.iova_to_hva(0x1000c, 64, pagetable::kPermRead, {&seg, 1}, &n), Status::kFault);
+  b.end();
+  dev_->iotlb().offline(id_);
   drain();
 }
 

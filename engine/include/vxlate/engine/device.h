@@ -195,22 +195,36 @@ class Device {
     void begin(Device& dev, uint32_t reader, EndpointId ep) noexcept;
     // Inline for the common case: a DMA inside one 4 KiB page whose
     // translation is cached and whose guest memory lies in the last region
-    // this burst used costs one IOTLB probe and a range check, with no call;
-    // anything else (a miss, a fault, a page or region boundary, a bad
-    // argument) goes to iova_to_hva_slow(), which gives the same result.
+    // this burst used costs one IOTLB probe (none when it is the page the
+    // burst's last fast translation used: a virtio-net header and its frame,
+    // a chain's buffers in one page) and a range check, with no call; anything
+    // else (a miss, a fault, a page or region boundary, a bad argument) goes
+    // to iova_to_hva_slow(), which gives the same result. The remembered page
+    // is a translation this burst made, so it is valid for the whole burst
+    // (the View's read section); begin() forgets it.
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
+      constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
       const MemRegion* reg = last_region_;
-      const uint64_t to_page_end = pagetable::kPageSize - (iova & (pagetable::kPageSize - 1));
       // len - 1 wraps for len 0, which the slow path refuses.
-      if (len - 1 < to_page_end && reg != nullptr && !segs.empty() && access != 0 &&
+      if (len - 1 < pagetable::kPageSize - (iova & kOffsetMask) && reg != nullptr && !segs.empty() && access != 0 &&
           (access & ~pagetable::kPermReadWrite) == 0) [[likely]] {
         uint64_t gpa = iova;
         bool hit = stamp_.mode == kIdentity;
         if (stamp_.mode == kTranslate) {
-          pagetable::Translation t;
-          hit = view_.try_hit(iova, access, &t);
-          gpa = t.out;
+          if ((iova & ~kOffsetMask) == page_iova_ && (page_perms_ & access) == access) {
+            gpa = page_out_ | (iova & kOffsetMask);
+            hit = true;
+          } else {
+            pagetable::Translation t;
+            hit = view_.try_hit(iova, access, &t);
+            gpa = t.out;
+            if (hit) {
+              page_iova_ = iova & ~kOffsetMask;
+              page_out_ = gpa & ~kOffsetMask;
+              page_perms_ = t.perms;
+            }
+          }
         }
         // gpa .. gpa + len - 1 inside the region (no overflow: len - 1 < 4096).
         if (hit && gpa - reg->gpa < reg->size && len - 1 <= reg->size - 1 - (gpa - reg->gpa)) [[likely]] {
@@ -235,6 +249,11 @@ class Device {
     const Domain* dom_ = nullptr;
     const MemTable::Snapshot* mem_ = nullptr;
     const MemRegion* last_region_ = nullptr;
+    // The page of the last IOTLB hit of the fast path (iova, output, perms);
+    // page_perms_ 0: none.
+    uint64_t page_iova_ = 0;
+    uint64_t page_out_ = 0;
+    uint8_t page_perms_ = 0;
     iotlb::Iotlb::View view_;
     Stamp stamp_;
   };
