@@ -1,0 +1,154 @@
+// bench_virtqueue.cpp: the device side of a virtio-net transmit queue on one
+// thread, without the guest on another core: what one frame costs the device
+// lcore in descriptor reads, translations and the copy out, with and without
+// the IOMMU on its path, in the same binary.
+//
+// BM_VirtqueueTx/<mode>: a 256-entry split queue in guest memory (a memfd,
+// load::GuestMemory) filled by the load library's driver model
+// (load::DriverQueue) the way bench_netperf's udp_stream_64 guest fills it:
+// each chain an indirect table of two descriptors, the 12-byte virtio-net
+// header and a 64-byte frame right after it in the buffer's own 4 KiB page.
+// Each iteration is one device burst, timed alone: a quiescent report, begin(),
+// pop() of every chain with the frame's bytes copied out (what NetDevice's
+// to_mbuf does, without the mbuf), push(), publish(); then, untimed, the guest
+// reaps the used entries and posts the same buffers again.
+//   gpa   no ACCESS_PLATFORM: descriptors carry GPAs, translated through the
+//         memory table (bench_netperf's identity mode);
+//   iova  ACCESS_PLATFORM: the rings and buffers are IOVAs of a domain with
+//         long-lived 4 KiB mappings, every one cached in the IOTLB after the
+//         first burst (bench_netperf's lazy mode between two recycles).
+// Counters: ns_per_frame, the device's wall time per frame in the timed part;
+// items/s, frames per CPU second of the whole loop (guest refill included).
+// iova / gpa is what the IOMMU costs the device per frame when nothing is
+// invalidated: the share of bench_netperf's lazy/identity gap that the
+// translation fast path owns.
+#include <benchmark/benchmark.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "support/virtio_iommu.h"
+#include "vxlate/common/ids.h"
+#include "vxlate/common/rcu.h"
+#include "vxlate/dataplane/virtqueue.h"
+#include "vxlate/engine/device.h"
+#include "vxlate/load/guest.h"
+
+namespace {
+
+using vxlate::EndpointId;
+using vxlate::Rcu;
+using vxlate::Status;
+using vxlate::dataplane::Chain;
+using vxlate::dataplane::Virtqueue;
+using vxlate::engine::Device;
+using vxlate::load::DriverBuf;
+using vxlate::load::DriverQueue;
+using vxlate::load::GuestMemory;
+using Clock = std::chrono::steady_clock;
+namespace test = vxlate::test;
+
+constexpr uint32_t kQueue = 256;
+constexpr uint64_t kPage = 4096;
+constexpr uint32_t kHdr = 12;     // virtio_net_hdr_mrg_rxbuf
+constexpr uint32_t kFrame = 64;
+constexpr uint64_t kGpaBase = uint64_t{1} << 32;
+constexpr uint64_t kRingIova = uint64_t{1} << 40;
+constexpr uint64_t kBufIova = uint64_t{2} << 32;
+constexpr uint32_t kDomain = 1;
+constexpr uint32_t kEndpoint = 1;
+
+bool request_ok(Device& dev, const std::vector<uint8_t>& req) {
+  std::array<uint8_t, vxlate::engine::kTailSize> tail{};
+  return dev.handle(req, tail) == tail.size() && test::tail_of(tail).status == 0;
+}
+
+void BM_VirtqueueTx(benchmark::State& state, bool iommu) {
+  GuestMemory mem(kGpaBase, 16 << 20);
+  Rcu rcu(1);
+  Device dev(vxlate::engine::Config{}, rcu, 4096);
+  const vxlate::engine::MemRegion region = mem.region();
+  DriverQueue q(mem, kQueue, /*event_idx=*/true, /*indirect=*/true);
+  std::vector<uint64_t> addr(kQueue);
+  bool ok = dev.set_mem_table({&region, 1}) == Status::kOk;
+  if (iommu) {
+    const uint64_t ring_bytes = (q.area_bytes() + kPage - 1) & ~(kPage - 1);
+    ok = ok && request_ok(dev, test::encoded(test::attach_req(kDomain, kEndpoint))) &&
+         request_ok(dev, test::encoded(test::map_req(kDomain, kRingIova, kRingIova + ring_bytes - 1, q.area_gpa(),
+                                                      vxlate::engine::kMapFlagRead | vxlate::engine::kMapFlagWrite)));
+    q.set_dma_base(kRingIova);
+  }
+  for (uint32_t i = 0; i < kQueue; ++i) {
+    const uint64_t gpa = mem.alloc(kPage, kPage);
+    std::memset(mem.hva(gpa), static_cast<int>(i), kHdr + kFrame);
+    addr[i] = gpa;
+    if (iommu) {
+      // Every other page of IOVA space, as a guest allocator's holes leave them.
+      addr[i] = kBufIova + 2 * i * kPage;
+      ok = ok && request_ok(dev, test::encoded(test::map_req(kDomain, addr[i], addr[i] + kPage - 1, gpa,
+                                                              vxlate::engine::kMapFlagRead)));
+    }
+  }
+  if (!ok) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  auto post = [&](uint32_t i) {
+    const DriverBuf bufs[2] = {{addr[i], kHdr, false}, {addr[i] + kHdr, kFrame, false}};
+    return q.add(bufs, i, /*use_indirect=*/true);
+  };
+  for (uint32_t i = 0; i < kQueue; ++i) ok = ok && post(i);
+  q.publish();
+  Virtqueue vq(dev, q.device_config(iommu, EndpointId{kEndpoint}));
+  const uint32_t reader = rcu.register_reader();
+  dev.iotlb().online(reader);
+  Chain c;
+  alignas(64) std::array<uint8_t, 2048> frame{};
+  uint64_t frames = 0, copied = 0;
+  Clock::duration device{};
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    dev.iotlb().quiescent(reader);
+    if (!vq.begin(reader)) {
+      state.SkipWithError("begin() failed");
+      break;
+    }
+    uint32_t n = 0;
+    while (vq.pop(&c)) {
+      uint64_t off = 0;
+      for (uint32_t s = 0; s < c.nreadable; ++s) {
+        std::memcpy(frame.data() + off, reinterpret_cast<const void*>(c.segs[s].addr), c.segs[s].len);
+        off += c.segs[s].len;
+      }
+      copied += off;
+      vq.push(c.head, 0);
+      ++n;
+    }
+    vq.publish();
+    device += Clock::now() - t0;
+    benchmark::DoNotOptimize(frame.data());
+    frames += n;
+    uint64_t token = 0;
+    uint32_t len = 0;
+    while (q.get_used(&token, &len)) ok = ok && post(static_cast<uint32_t>(token));
+    q.publish();
+  }
+  dev.iotlb().offline(reader);
+  rcu.unregister_reader(reader);
+  if (!ok || vq.stats().bad_total() != 0 || copied != frames * (kHdr + kFrame)) {
+    state.SkipWithError("a chain was refused or a frame lost");
+    return;
+  }
+  state.counters["ns_per_frame"] =
+      std::chrono::duration<double, std::nano>(device).count() / static_cast<double>(frames);
+  state.SetItemsProcessed(static_cast<int64_t>(frames));
+}
+BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa, false);
+BENCHMARK_CAPTURE(BM_VirtqueueTx, iova, true);
+
+}  // namespace
+
+BENCHMARK_MAIN();
