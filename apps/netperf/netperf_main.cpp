@@ -310,6 +310,10 @@ int main(int argc, char** argv) {
                   r.translations / r.seconds, r.map_requests / r.seconds, r.unmap_requests / r.seconds,
                   r.unmaps_per_sync(), 100 * r.hit_rate());
       if (w == Workload::kTcpRr) std::printf("  rtt p50 %.1f us p99 %.1f us", r.rr_p50_us, r.rr_p99_us);
+      if (r.request_round_trips != 0)
+        std::printf("  request rtt p50/p99 %.2f/%.2f us from add, %.2f/%.2f us from kick (device %.0f ns each)",
+                    r.request_rtt_p50_us, r.request_rtt_p99_us, r.request_kick_p50_us, r.request_kick_p99_us,
+                    r.device_ns_per_request);
       std::printf("  | device busy %.0f%% (requests %.0f%%), guest in sync_req %.0f%%", 100 * r.device_busy_share,
                   100 * r.device_request_share, 100 * r.guest_sync_share);
       std::printf("  | lcore rtt %.0f/%.0f ns, cpu guest %.0f%% device %.0f%%, clean windows %llu/%llu: "

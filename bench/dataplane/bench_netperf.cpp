@@ -99,6 +99,13 @@ void BM_Netperf(benchmark::State& state, Workload w, Mode m) {
     state.counters["rr_p50_us"] = r.rr_p50_us;
     state.counters["rr_p99_us"] = r.rr_p99_us;
   }
+  if (r.request_round_trips != 0) {
+    state.counters["req_p50_us"] = r.request_rtt_p50_us;
+    state.counters["req_p99_us"] = r.request_rtt_p99_us;
+    state.counters["req_kick_p50_us"] = r.request_kick_p50_us;
+    state.counters["req_kick_p99_us"] = r.request_kick_p99_us;
+    state.counters["dev_ns_req"] = r.device_ns_per_request;
+  }
   state.counters["dev_busy"] = r.device_busy_share;
   state.counters["dev_req"] = r.device_request_share;
   state.counters["guest_sync"] = r.guest_sync_share;

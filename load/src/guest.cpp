@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -203,6 +204,7 @@ IommuDriver::IommuDriver(GuestMemory& mem, DriverQueue& requestq, Idle idle)
   const uint32_t slots = q_.size() / 2;
   slots_gpa_ = mem.alloc(uint64_t{slots} * kSlotBytes, 64);
   for (uint32_t i = slots; i-- > 0;) free_slots_.push_back(i);
+  added_at_.assign(slots, 0);
   q_.disable_interrupts();
 }
 
@@ -224,6 +226,7 @@ void IommuDriver::add(const Req& req) {
   tail.status = 0xff;
   encode(std::span<uint8_t>(mem_.hva(tail_gpa), engine::kTailSize), tail);
   const DriverBuf bufs[2] = {{gpa, len, false}, {tail_gpa, static_cast<uint32_t>(engine::kTailSize), true}};
+  if (rtt_sink_ != nullptr) added_at_[slot] = now_();
   q_.add(bufs, slot);
   ++outstanding_;
   ++requests_;
@@ -247,9 +250,19 @@ void IommuDriver::add_unmap(uint32_t domain, uint64_t iova, uint64_t size) {
   ++unmaps_;
 }
 
+namespace {
+
+// Appends one round trip while `v` has room (see record_round_trips).
+void record(std::vector<uint32_t>& v, uint64_t ticks) {
+  if (v.size() < v.capacity()) v.push_back(static_cast<uint32_t>(std::min<uint64_t>(ticks, UINT32_MAX)));
+}
+
+}  // namespace
+
 Status IommuDriver::sync() {
   if (outstanding_ == 0) return Status::kOk;
   q_.publish();  // a polling device needs no kick; the kick count still says what Linux would send
+  const uint64_t kicked = rtt_sink_ != nullptr ? now_() : 0;
   ++syncs_;
   while (outstanding_ > 0) {
     uint64_t slot = 0;
@@ -264,6 +277,11 @@ Status IommuDriver::sync() {
     if (len != engine::kTailSize || status != 0) {
       ++failures_;
       if (first_error_ == Status::kOk) first_error_ = len == 0 ? Status::kDevErr : static_cast<Status>(status);
+    }
+    if (rtt_sink_ != nullptr) {
+      const uint64_t now = now_();
+      record(rtt_sink_->from_add, now - added_at_[slot]);
+      record(rtt_sink_->from_kick, now - kicked);
     }
     free_slots_.push_back(static_cast<uint32_t>(slot));
     --outstanding_;

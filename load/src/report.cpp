@@ -169,11 +169,28 @@ NetperfResult collect(RunState& run, uint64_t t_begin, uint64_t t1, const IommuB
     r.rr_p50_us = percentile(rtts, 0.50) * 1e6 / double(hz);
     r.rr_p99_us = percentile(rtts, 0.99) * 1e6 / double(hz);
   }
+  {
+    // The lcores have stopped: no sync() appends any more.
+    auto measured = [&](const std::vector<uint32_t>& all) {
+      const size_t from = std::min(iommu.round_trips, all.size());
+      return std::vector<uint32_t>(all.begin() + static_cast<long>(from), all.end());
+    };
+    std::vector<uint32_t> add = measured(run.request_rtts.from_add), kick = measured(run.request_rtts.from_kick);
+    r.request_round_trips = add.size();
+    if (!add.empty()) {
+      r.request_rtt_p50_us = percentile(add, 0.50) * 1e6 / double(hz);
+      r.request_rtt_p99_us = percentile(add, 0.99) * 1e6 / double(hz);
+      r.request_kick_p50_us = percentile(kick, 0.50) * 1e6 / double(hz);
+      r.request_kick_p99_us = percentile(kick, 0.99) * 1e6 / double(hz);
+    }
+  }
   const DeviceCounters& d = run.device;
   const uint64_t iters = d.iters - base.c.iters;
   r.device_busy_share = iters ? double(d.busy_iters - base.c.busy_iters) / double(iters) : 0;
   r.device_request_share = d.cycles ? double(d.request_cycles - base.c.request_cycles) / double(d.cycles) : 0;
   r.device_offline = d.offline - base.c.offline;
+  if (const uint64_t reqs = r.map_requests + r.unmap_requests; reqs != 0)
+    r.device_ns_per_request = double(d.request_cycles - base.c.request_cycles) * 1e9 / double(hz) / double(reqs);
   r.guest_sync_share = guest_cycles ? double(sync_cycles) / double(guest_cycles) : 0;
   windows.finish(r);
   return r;
@@ -182,14 +199,16 @@ NetperfResult collect(RunState& run, uint64_t t_begin, uint64_t t1, const IommuB
 }  // namespace detail
 
 std::string to_json(const NetperfConfig& cfg, const NetperfResult& r) {
-  char buf[2048];
+  char buf[4096];
   std::snprintf(buf, sizeof buf,
                 "{\"workload\":\"%s\",\"mode\":\"%s\",\"queue_pairs\":%u,\"queue_size\":%u,\"setup_seconds\":%.4f,"
                 "\"warmup_seconds\":%.3f,\"seconds\":%.3f,\"packets\":%llu,\"packets_per_s\":%.0f,"
                 "\"gbit_per_s\":%.3f,\"rx_frames\":%llu,"
                 "\"translations_per_s\":%.0f,\"map_per_s\":%.0f,\"unmap_per_s\":%.0f,\"syncs\":%llu,"
                 "\"unmaps_per_sync\":%.2f,\"request_bursts\":%llu,\"iotlb_hit_rate\":%.4f,"
-                "\"rr_p50_us\":%.2f,\"rr_p99_us\":%.2f,\"device_busy_share\":%.3f,\"device_request_share\":%.3f,"
+                "\"rr_p50_us\":%.2f,\"rr_p99_us\":%.2f,\"request_round_trips\":%llu,\"request_rtt_p50_us\":%.2f,"
+                "\"request_rtt_p99_us\":%.2f,\"request_kick_p50_us\":%.2f,\"request_kick_p99_us\":%.2f,"
+                "\"device_ns_per_request\":%.0f,\"device_busy_share\":%.3f,\"device_request_share\":%.3f,"
                 "\"guest_sync_share\":%.3f,\"guest_cpu_share\":%.3f,\"device_cpu_share\":%.3f,\"device_offline\":%llu,"
                 "\"same_cpu_windows\":%llu,\"lcore_rtt_ns_before\":%.1f,\"lcore_rtt_ns_after\":%.1f,"
                 "\"windows\":%llu,\"clean_windows\":%llu,\"clean_packets_per_s\":%.0f,"
@@ -202,6 +221,8 @@ std::string to_json(const NetperfConfig& cfg, const NetperfResult& r) {
                 static_cast<unsigned long long>(r.rx_frames), r.translations / r.seconds, r.map_requests / r.seconds,
                 r.unmap_requests / r.seconds, static_cast<unsigned long long>(r.syncs), r.unmaps_per_sync(),
                 static_cast<unsigned long long>(r.request_bursts), r.hit_rate(), r.rr_p50_us, r.rr_p99_us,
+                static_cast<unsigned long long>(r.request_round_trips), r.request_rtt_p50_us, r.request_rtt_p99_us,
+                r.request_kick_p50_us, r.request_kick_p99_us, r.device_ns_per_request,
                 r.device_busy_share, r.device_request_share, r.guest_sync_share, r.guest_cpu_share,
                 r.device_cpu_share, static_cast<unsigned long long>(r.device_offline),
                 static_cast<unsigned long long>(r.same_cpu_windows), r.lcore_rtt_ns_before, r.lcore_rtt_ns_after,

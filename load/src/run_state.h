@@ -76,6 +76,7 @@ struct alignas(64) DeviceLive {
 // The guest driver's request counts at the start of the measured interval.
 struct IommuBase {
   uint64_t maps = 0, unmaps = 0, syncs = 0;
+  size_t round_trips = 0;  // request_rtts' sizes at the base (the two grow together)
 };
 
 struct RunState {
@@ -87,6 +88,10 @@ struct RunState {
   dataplane::IommuQueues iq;
   std::mutex iommu_lock;  // the guest's viommu request_lock
   IommuDriver iommu;
+  // Each request's round trips (TSC cycles from the guest's add, and from the
+  // kick, to its used entry), recorded by `iommu` once the run starts; under
+  // iommu_lock.
+  IommuDriver::RoundTrips request_rtts;
   std::vector<std::unique_ptr<GuestQp>> guests;
   std::unique_ptr<dataplane::NetDevice> net;
   rte_mempool* mp = nullptr;

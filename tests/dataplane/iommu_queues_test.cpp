@@ -147,6 +147,40 @@ TEST_F(IommuQueuesTest, FortyMapsAreOneBurst) {
   EXPECT_EQ(dev.mapping_count(), 0u);
 }
 
+// A clock that ticks once per reading, so that each round trip says how many
+// readings (adds, kicks, reaps) came between its two ends.
+uint64_t g_ticks = 0;
+uint64_t tick() { return ++g_ticks; }
+
+TEST_F(IommuQueuesTest, DriverRecordsRequestRoundTrips) {
+  IommuDriver::RoundTrips rtts;
+  rtts.from_add.reserve(4);
+  rtts.from_kick.reserve(4);
+  drv->add_attach(5, 1);
+  ASSERT_EQ(drv->sync(), Status::kOk);  // before recording: not counted
+  g_ticks = 0;
+  drv->record_round_trips(&rtts, tick);
+  const uint64_t gpa = mem.alloc(3 * 0x1000, 0x1000);
+  for (int i = 0; i < 3; ++i) drv->add_map(5, 0x30000000 + uint64_t(i) * 0x1000, 0x1000, gpa + uint64_t(i) * 0x1000, kRW);
+  ASSERT_EQ(drv->sync(), Status::kOk);
+  // Adds at ticks 1-3, the kick at 4, the three reaps (in ring order) at 5-7.
+  EXPECT_EQ(rtts.from_add, (std::vector<uint32_t>{4, 4, 4}));
+  EXPECT_EQ(rtts.from_kick, (std::vector<uint32_t>{1, 2, 3}));
+  // Full vectors drop later samples rather than grow.
+  drv->add_unmap(5, 0x30000000, 0x1000);
+  drv->add_unmap(5, 0x30001000, 0x1000);
+  ASSERT_EQ(drv->sync(), Status::kOk);
+  EXPECT_EQ(rtts.from_add.size(), 4u);
+  EXPECT_EQ(rtts.from_add.capacity(), 4u);
+  EXPECT_EQ(rtts.from_kick.size(), 4u);
+  // nullptr stops recording (and reading the clock).
+  drv->record_round_trips(nullptr, nullptr);
+  drv->add_unmap(5, 0x30002000, 0x1000);
+  ASSERT_EQ(drv->sync(), Status::kOk);
+  EXPECT_EQ(dev.mapping_count(), 0u);
+  EXPECT_EQ(drv->failures(), 0u);
+}
+
 TEST_F(IommuQueuesTest, FailureStatusesReachTheDriver) {
   const uint64_t gpa = mem.alloc(0x2000, 0x1000);
   drv->add_map(7, 0x1000, 0x1000, gpa, kRW);  // domain 7 does not exist

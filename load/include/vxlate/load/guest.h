@@ -175,6 +175,21 @@ class IommuDriver {
   uint64_t syncs() const noexcept { return syncs_; }
   uint64_t failures() const noexcept { return failures_; }
 
+  // Guest side. From now on, when sync() reaps a request's used entry, the
+  // time since the request's add goes to *from_add and the time since the
+  // kick that published it to *from_kick, in ticks of `now` (the caller's
+  // clock, e.g. the TSC), each while its vector has spare capacity: the
+  // caller reserves them, so nothing is allocated while the guest runs and
+  // later samples are dropped. nullptr stops recording.
+  using Clock = uint64_t (*)();
+  struct RoundTrips {
+    std::vector<uint32_t> from_add, from_kick;
+  };
+  void record_round_trips(RoundTrips* sink, Clock now) noexcept {
+    rtt_sink_ = sink;
+    now_ = now;
+  }
+
  private:
   static constexpr uint32_t kSlotBytes = 64;  // request struct (<= 36 B) + tail
   // Writes `req` (a wire:: request layout) into a free slot and queues it.
@@ -186,6 +201,9 @@ class IommuDriver {
   Idle idle_;
   uint64_t slots_gpa_ = 0;
   std::vector<uint32_t> free_slots_;
+  std::vector<uint64_t> added_at_;  // per slot: now_() at its add, while recording
+  RoundTrips* rtt_sink_ = nullptr;
+  Clock now_ = nullptr;
   uint32_t outstanding_ = 0;
   Status first_error_ = Status::kOk;
   uint64_t requests_ = 0, maps_ = 0, unmaps_ = 0, syncs_ = 0, failures_ = 0;

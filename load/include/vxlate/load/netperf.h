@@ -129,6 +129,17 @@ struct NetperfResult {
   uint64_t fault_events = 0;
   double rr_p50_us = 0;
   double rr_p99_us = 0;
+  // virtio-iommu requests (measured interval): the round trip of each, from
+  // the guest's add (request_rtt) and from the kick that published it
+  // (request_kick) to the sync_req that sees its used entry, and the device
+  // lcore's request-handling time per MAP or UNMAP. Lazy mode adds its UNMAPs
+  // long before the kick, so there request_kick is the one to read.
+  uint64_t request_round_trips = 0;
+  double request_rtt_p50_us = 0;
+  double request_rtt_p99_us = 0;
+  double request_kick_p50_us = 0;
+  double request_kick_p99_us = 0;
+  double device_ns_per_request = 0;
   // Where the device lcore's time went (TSC cycles, summed over the run).
   double device_busy_share = 0;    // iterations that found work / all iterations
   double device_request_share = 0; // share of device cycles in request handling
