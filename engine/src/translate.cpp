@@ -111,7 +111,7 @@ void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept 
   dom_ = nullptr;
   stamp_ = Stamp{};
   last_region_ = nullptr;
-  page_perms_ = 0;
+  pages_[0] = pages_[1] = PageMemo{};
   mem_ = dev.mem_.snapshot();
   stamp_.mem_version = mem_ != nullptr ? mem_->version : 0;
   if (!dev.endpoint_exists(ep.value)) return;  // kNone: iova_to_hva() says INVAL

@@ -366,8 +366,11 @@ TEST_F(TranslateTest, BurstGivesTheResultsOfOneCallEach) {
       const uint64_t iova = ep == 7 ? rng() % (260 * kPage)
                                     : kMemFirst - 3 * kPage + rng() % (kMemEnd - kMemFirst + 6 * kPage);
       uint64_t len = rng() % 4 == 0 ? rng() % 9000 : lens[rng() % std::size(lens)];
-      if (i > 0 && rng() % 3 == 0) {  // the page of the access before, as a header and its frame
-        const uint64_t page = accesses.back().iova & ~(kPage - 1);
+      if (i > 0 && rng() % 3 == 0) {
+        // The page of the access before (a header and its frame) or of the one
+        // before that (an indirect table's page between two buffer pages).
+        const size_t back = 1 + (i > 1 ? rng() % 2 : 0);
+        const uint64_t page = accesses[accesses.size() - back].iova & ~(kPage - 1);
         accesses.push_back(Access{ep, page + rng() % kPage, 1 + rng() % 256, perms[rng() % std::size(perms)]});
         continue;
       }

@@ -195,13 +195,14 @@ class Device {
     void begin(Device& dev, uint32_t reader, EndpointId ep) noexcept;
     // Inline for the common case: a DMA inside one 4 KiB page whose
     // translation is cached and whose guest memory lies in the last region
-    // this burst used costs one IOTLB probe (none when it is the page the
-    // burst's last fast translation used: a virtio-net header and its frame,
-    // a chain's buffers in one page) and a range check, with no call; anything
-    // else (a miss, a fault, a page or region boundary, a bad argument) goes
-    // to iova_to_hva_slow(), which gives the same result. The remembered page
-    // is a translation this burst made, so it is valid for the whole burst
-    // (the View's read section); begin() forgets it.
+    // this burst used costs one IOTLB probe (none when it is one of the two
+    // pages the burst's last fast translations used: a virtio-net header and
+    // its frame, a chain's buffers in one page, the page of the indirect
+    // tables between two buffer pages) and a range check, with no call;
+    // anything else (a miss, a fault, a page or region boundary, a bad
+    // argument) goes to iova_to_hva_slow(), which gives the same result. The
+    // remembered pages are translations this burst made, so they are valid
+    // for the whole burst (the View's read section); begin() forgets them.
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
       constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
@@ -212,17 +213,21 @@ class Device {
         uint64_t gpa = iova;
         bool hit = stamp_.mode == kIdentity;
         if (stamp_.mode == kTranslate) {
-          if ((iova & ~kOffsetMask) == page_iova_ && (page_perms_ & access) == access) {
-            gpa = page_out_ | (iova & kOffsetMask);
+          const uint64_t page = iova & ~kOffsetMask;
+          if (page == pages_[0].iova && (pages_[0].perms & access) == access) {
+            gpa = pages_[0].out | (iova & kOffsetMask);
+            hit = true;
+          } else if (page == pages_[1].iova && (pages_[1].perms & access) == access) {
+            gpa = pages_[1].out | (iova & kOffsetMask);
             hit = true;
           } else {
             pagetable::Translation t;
             hit = view_.try_hit(iova, access, &t);
             gpa = t.out;
             if (hit) {
-              page_iova_ = iova & ~kOffsetMask;
-              page_out_ = gpa & ~kOffsetMask;
-              page_perms_ = t.perms;
+              // The older of the two makes room.
+              pages_[1] = pages_[0];
+              pages_[0] = PageMemo{page, gpa & ~kOffsetMask, t.perms};
             }
           }
         }
@@ -249,11 +254,14 @@ class Device {
     const Domain* dom_ = nullptr;
     const MemTable::Snapshot* mem_ = nullptr;
     const MemRegion* last_region_ = nullptr;
-    // The page of the last IOTLB hit of the fast path (iova, output, perms);
-    // page_perms_ 0: none.
-    uint64_t page_iova_ = 0;
-    uint64_t page_out_ = 0;
-    uint8_t page_perms_ = 0;
+    // The pages of the fast path's last two IOTLB hits, the latest first;
+    // perms 0: none.
+    struct PageMemo {
+      uint64_t iova = 0;
+      uint64_t out = 0;
+      uint8_t perms = 0;
+    };
+    PageMemo pages_[2];
     iotlb::Iotlb::View view_;
     Stamp stamp_;
   };
