@@ -144,10 +144,18 @@ bool DriverQueue::add(std::span<const DriverBuf> bufs, uint64_t token, bool use_
   return true;
 }
 
-bool DriverQueue::publish() {
-  if (avail_idx_ == published_) return false;
-  const uint16_t old = published_;
+void DriverQueue::expose() {
+  if (avail_idx_ == published_) return;
   published_ = avail_idx_;
+  // release: publishes descriptors and ring entries (pairs with the device's
+  // acquire of avail.idx).
+  store16(avail_.idx(), published_, std::memory_order_release);
+}
+
+bool DriverQueue::publish() {
+  if (avail_idx_ == notified_) return false;
+  const uint16_t old = notified_;
+  notified_ = published_ = avail_idx_;
   // seq_cst: releases descriptors and ring entries (pairs with the device's
   // acquire of avail.idx) and orders this store before the load of
   // avail_event/flags (pairs with the device's seq_cst pair in enable_kicks()).
@@ -228,6 +236,7 @@ void IommuDriver::add(const Req& req) {
   const DriverBuf bufs[2] = {{gpa, len, false}, {tail_gpa, static_cast<uint32_t>(engine::kTailSize), true}};
   if (rtt_sink_ != nullptr) added_at_[slot] = now_();
   q_.add(bufs, slot);
+  q_.expose();
   ++outstanding_;
   ++requests_;
 }
@@ -261,7 +270,7 @@ void record(std::vector<uint32_t>& v, uint64_t ticks) {
 
 Status IommuDriver::sync() {
   if (outstanding_ == 0) return Status::kOk;
-  q_.publish();  // a polling device needs no kick; the kick count still says what Linux would send
+  q_.publish();  // the kick decision: a polling device needs none, the count still says what Linux would send
   const uint64_t kicked = rtt_sink_ != nullptr ? now_() : 0;
   ++syncs_;
   while (outstanding_ > 0) {

@@ -16,9 +16,11 @@
 // (dma_alloc_coherent) and announces with set_dma_base().
 //
 // IommuDriver is the virtio-iommu driver: add_*() queue requests without
-// waiting (viommu_add_req), sync() kicks the request queue and busy-polls the
-// used ring until every queued request is back (viommu_sync_req), and reports
-// the first non-OK status. A full request queue syncs first, as Linux does.
+// waiting (viommu_add_req; each is visible in avail.idx at once, as Linux's
+// virtqueue_add exposes it, so a polling device may serve it before the
+// kick), sync() kicks the request queue and busy-polls the used ring until
+// every queued request is back (viommu_sync_req), and reports the first
+// non-OK status. A full request queue syncs first, as Linux does.
 // Requests are written with the virtio-iommu layouts of vxlate/engine/wire.h,
 // the ones the device decodes, so the model cannot drift from the device.
 //
@@ -106,8 +108,14 @@ class DriverQueue {
   // until publish().
   bool add(std::span<const DriverBuf> bufs, uint64_t token, bool use_indirect = false);
   // Guest side. Publishes added chains (avail.idx) and says whether the device
-  // wants a kick (EVENT_IDX avail_event or the NO_NOTIFY flag); counts kicks.
+  // wants a kick for the chains added since the last kick decision (EVENT_IDX
+  // avail_event or the NO_NOTIFY flag); counts kicks.
   bool publish();
+  // Guest side. Publishes added chains (avail.idx) without deciding a kick,
+  // as Linux's virtqueue_add_split() does on every add (virtqueue_kick()
+  // decides later): a polling device may take them at once. The next
+  // publish() decides the kick for them.
+  void expose();
   // Guest side. Takes the next used entry; false when none. Throws
   // std::runtime_error when the device returns a head it was not given.
   bool get_used(uint64_t* token, uint32_t* len);
@@ -142,6 +150,7 @@ class DriverQueue {
   uint32_t num_free_ = 0;
   uint16_t avail_idx_ = 0;     // shadow of avail.idx (next to write)
   uint16_t published_ = 0;     // avail.idx as last published
+  uint16_t notified_ = 0;      // avail.idx at the last kick decision
   uint16_t last_used_ = 0;
   uint64_t kicks_ = 0;
 };
@@ -177,7 +186,7 @@ class IommuDriver {
 
   // Guest side. From now on, when sync() reaps a request's used entry, the
   // time since the request's add goes to *from_add and the time since the
-  // kick that published it to *from_kick, in ticks of `now` (the caller's
+  // sync kick that followed it to *from_kick, in ticks of `now` (the caller's
   // clock, e.g. the TSC), each while its vector has spare capacity: the
   // caller reserves them, so nothing is allocated while the guest runs and
   // later samples are dropped. nullptr stops recording.
