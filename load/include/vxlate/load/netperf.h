@@ -130,8 +130,9 @@ struct NetperfResult {
   double rr_p50_us = 0;
   double rr_p99_us = 0;
   // virtio-iommu requests (measured interval): the round trip of each, from
-  // the guest's add (request_rtt) and from the kick that published it
-  // (request_kick) to the sync_req that sees its used entry, and the device
+  // the guest's add (request_rtt) and from the kick of the sync_req that
+  // waits for it (request_kick) to that sync_req seeing its used entry (a
+  // polling device may serve it before the kick), and the device
   // lcore's request-handling time per MAP or UNMAP. Lazy mode adds its UNMAPs
   // long before the kick, so there request_kick is the one to read.
   uint64_t request_round_trips = 0;
