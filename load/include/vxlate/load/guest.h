@@ -105,7 +105,7 @@ class DriverQueue {
   // Guest side. Adds a chain (readable buffers first); `token` comes back from
   // get_used(). Uses an indirect table when asked and negotiated (one slot
   // then). False when the queue has no room (nothing changes). Not visible
-  // until publish().
+  // until publish() or expose().
   bool add(std::span<const DriverBuf> bufs, uint64_t token, bool use_indirect = false);
   // Guest side. Publishes added chains (avail.idx) and says whether the device
   // wants a kick for the chains added since the last kick decision (EVENT_IDX
