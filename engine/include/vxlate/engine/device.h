@@ -214,13 +214,14 @@ class Device {
         bool hit = stamp_.mode == kIdentity;
         if (stamp_.mode == kTranslate) {
           const uint64_t page = iova & ~kOffsetMask;
-          if (page == pages_[0].iova && (pages_[0].perms & access) == access) {
-            gpa = pages_[0].out | (iova & kOffsetMask);
-            hit = true;
-          } else if (page == pages_[1].iova && (pages_[1].perms & access) == access) {
-            gpa = pages_[1].out | (iova & kOffsetMask);
-            hit = true;
-          } else {
+          for (const PageMemo& m : pages_) {
+            if (page == m.iova && (m.perms & access) == access) {
+              gpa = m.out | (iova & kOffsetMask);
+              hit = true;
+              break;
+            }
+          }
+          if (!hit) {
             pagetable::Translation t;
             hit = view_.try_hit(iova, access, &t);
             gpa = t.out;
