@@ -12,9 +12,12 @@
 namespace vxlate {
 
 Rcu::Rcu(uint32_t max_readers)
-    : max_readers_(max_readers), used_(max_readers, false), clients_(std::make_unique<std::atomic<RcuClient*>[]>(kMaxClients)) {
+    : max_readers_(max_readers),
+      clients_(std::make_unique<std::atomic<RcuClient*>[]>(kMaxClients)),
+      used_(max_readers, false) {
   if (max_readers == 0 || max_readers > kMaxReadersLimit)
     throw std::invalid_argument("Rcu: max_readers must be 1..kMaxReadersLimit");
+  local_ = std::make_unique<Local[]>(max_readers);
   VXLATE_DEBUG_ONLY(sections_.assign(max_readers, 0);)
   size_t size = rte_rcu_qsbr_get_memsize(max_readers);
   size = (size + RTE_CACHE_LINE_SIZE - 1) & ~size_t{RTE_CACHE_LINE_SIZE - 1};

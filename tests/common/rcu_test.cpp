@@ -86,8 +86,10 @@ TEST(RcuDeferQueue, FreesOnlyAfterGracePeriod) {
 
 // A reader holds an object between two quiescent reports; the writer swaps the
 // pointer, synchronizes, and poisons the old object. The reader must never see
-// the poison while it holds the pointer.
-TEST(Rcu, SynchronizeCoversEveryReadSection) {
+// the poison while it holds the pointer. Coalesced: the readers report busy
+// bursts through quiescent_busy() (k = 4 and 64) and every 100th through
+// quiescent(), as an idle iteration would.
+void synchronize_covers_every_read_section(bool coalesced) {
   struct Obj {
     std::atomic<uint64_t> value;
   };
@@ -101,15 +103,19 @@ TEST(Rcu, SynchronizeCoversEveryReadSection) {
   std::barrier start(kReaders + 1);
   std::vector<std::thread> readers;
   for (int r = 0; r < kReaders; ++r) {
-    readers.emplace_back([&] {
+    readers.emplace_back([&, r] {
       const uint32_t id = rcu.register_reader();
+      const uint32_t k = r == 0 ? 4 : 64;
       rcu.online(id);
       start.arrive_and_wait();
-      while (!stop.load(std::memory_order_relaxed)) {
+      for (uint64_t burst = 0; !stop.load(std::memory_order_relaxed); ++burst) {
         Obj* o = current.load(std::memory_order_acquire);  // pairs with the writer's release
         for (int i = 0; i < 16; ++i)
           if (o->value.load(std::memory_order_relaxed) == kPoison) violations.fetch_add(1);
-        rcu.quiescent(id);
+        if (coalesced && burst % 100 != 99)
+          rcu.quiescent_busy(id, k);
+        else
+          rcu.quiescent(id);
       }
       rcu.offline(id);
       rcu.unregister_reader(id);
@@ -128,6 +134,10 @@ TEST(Rcu, SynchronizeCoversEveryReadSection) {
   delete current.load();
   EXPECT_EQ(violations.load(), 0);
 }
+
+TEST(Rcu, SynchronizeCoversEveryReadSection) { synchronize_covers_every_read_section(false); }
+
+TEST(Rcu, SynchronizeCoversEveryReadSectionWithCoalescedReports) { synchronize_covers_every_read_section(true); }
 
 TEST(Rcu, SynchronizeLeavesAnOfflineSelfOffline) {
   Rcu rcu(2);
@@ -197,6 +207,63 @@ TEST(Rcu, ClientsRunOnEveryNewTokenAndOnline) {
   EXPECT_EQ(b.online.load(), 2);
   rcu.offline(id);
   rcu.detach(b);
+}
+
+TEST(Rcu, BusyReportsAcknowledgeOnTheKthPendingReport) {
+  struct Counting : RcuClient {
+    int quiescent = 0;
+    void rcu_online(uint32_t) noexcept override {}
+    void rcu_quiescent(uint32_t) noexcept override { ++quiescent; }
+  };
+  Rcu rcu(1);
+  Counting c;
+  rcu.attach(c);
+  const uint32_t id = rcu.register_reader();
+  rcu.online(id);
+  // No token pending: busy reports count nothing.
+  for (int i = 0; i < 5; ++i) rcu.quiescent_busy(id, 3);
+  const uint64_t t1 = rcu.start();
+  rcu.quiescent_busy(id, 3);
+  rcu.quiescent_busy(id, 3);
+  EXPECT_FALSE(rcu.check(t1)) << "two busy reports of three";
+  EXPECT_EQ(c.quiescent, 0) << "nothing applied before the acknowledgement";
+  const uint64_t t2 = rcu.start();  // a newer token while one is pending
+  rcu.quiescent_busy(id, 3);
+  EXPECT_TRUE(rcu.check(t2)) << "the third acknowledges the newest token";
+  EXPECT_EQ(c.quiescent, 1);
+  // The count starts over after an acknowledgement.
+  const uint64_t t3 = rcu.start();
+  rcu.quiescent_busy(id, 3);
+  rcu.quiescent_busy(id, 3);
+  EXPECT_FALSE(rcu.check(t3));
+  // An idle report acknowledges at once, and resets the count.
+  rcu.quiescent(id);
+  EXPECT_TRUE(rcu.check(t3));
+  EXPECT_EQ(c.quiescent, 2);
+  const uint64_t t4 = rcu.start();
+  rcu.quiescent_busy(id, 3);
+  rcu.quiescent_busy(id, 3);
+  EXPECT_FALSE(rcu.check(t4)) << "the idle report reset the count";
+  // Going offline releases the writer; online starts the count over.
+  rcu.offline(id);
+  EXPECT_TRUE(rcu.check(t4));
+  rcu.online(id);
+  const uint64_t t5 = rcu.start();
+  rcu.quiescent_busy(id, 3);
+  rcu.quiescent_busy(id, 3);
+  EXPECT_FALSE(rcu.check(t5));
+  rcu.quiescent_busy(id, 3);
+  EXPECT_TRUE(rcu.check(t5));
+  // max_deferred 0 or 1: every busy report acknowledges.
+  for (uint32_t k : {0u, 1u}) {
+    const uint64_t t = rcu.start();
+    rcu.quiescent_busy(id, k);
+    EXPECT_TRUE(rcu.check(t)) << "max_deferred " << k;
+  }
+  EXPECT_EQ(c.quiescent, 5);
+  rcu.offline(id);
+  rcu.unregister_reader(id);
+  rcu.detach(c);
 }
 
 }  // namespace

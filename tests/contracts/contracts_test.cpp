@@ -49,6 +49,28 @@ TEST_F(ContractsTest, QuiescentReportInsideReadSection) {
       "inside a read section");
 }
 
+TEST_F(ContractsTest, BusyQuiescentReportInsideReadSection) {
+  EXPECT_DEATH(
+      {
+        Rcu rcu(1);
+        const uint32_t id = rcu.register_reader();
+        rcu.online(id);
+        const Rcu::ReadSection burst(rcu, id);
+        rcu.quiescent_busy(id, 4);
+      },
+      "inside a read section");
+}
+
+TEST_F(ContractsTest, BusyQuiescentReportWhileOffline) {
+  EXPECT_DEATH(
+      {
+        Rcu rcu(1);
+        const uint32_t id = rcu.register_reader();
+        rcu.quiescent_busy(id, 4);
+      },
+      "by an offline reader");
+}
+
 TEST_F(ContractsTest, OfflineInsideReadSection) {
   EXPECT_DEATH(
       {

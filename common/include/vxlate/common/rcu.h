@@ -33,6 +33,19 @@
 // touches no client; a reader meets a line another core wrote (the token,
 // then what its clients read) only when something was published.
 //
+// Coalesced acknowledgements (quiescent_busy). Each grace period a reader
+// acknowledges costs it cross-core transfers whatever it applies: the token's
+// line (the writer wrote it), its counter's line (the waiting writer polls
+// it, so the store must take it back), and what its clients read (an IOTLB's
+// log head and record). At two-vCPU placements where a line transfer costs
+// ~200 ns, a writer that syncs as fast as the reader acknowledges (about a
+// million grace periods a second) takes half to two thirds of a busy
+// reader's time (bench/RESULTS.md, BM_HitUnderChurn). A busy reader may
+// therefore acknowledge on every k-th busy report instead: the same misses,
+// once per k bursts, for grace periods up to k - 1 bursts longer, as DPDK's
+// QSBR documentation leaves the reporting frequency to the application. An
+// idle report always acknowledges at once.
+//
 // Grace periods are vxlate's own code over rte_rcu_qsbr's reader counters:
 // start() is an atomic increment of the token, check() scans the registered
 // readers' counters with atomic loads, online() stores the reader's counter
@@ -53,8 +66,8 @@
 //   - Setup only: Rcu construction and destruction; no reader may be online.
 //   - Any thread (internally locked): register_reader(), unregister_reader();
 //     no reader may be online across unregister_reader().
-//   - Reader side: online(), offline(), quiescent(), quiescent_token(),
-//     report_quiescent(), ReadSection; wait-free, only by the thread that owns
+//   - Reader side: online(), offline(), quiescent(), quiescent_busy(),
+//     quiescent_token(), ReadSection; wait-free, only by the thread that owns
 //     the id; checked in debug builds (id in range, online, no quiescent
 //     report inside a read section).
 //   - Writer side: start(), check(), synchronize(), wait(); any number of
@@ -144,6 +157,7 @@ class Rcu {
     // finds the same token may skip the clients.
     __atomic_store_n(&v_->qsbr_cnt[id].cnt, __atomic_load_n(&v_->token, __ATOMIC_ACQUIRE), __ATOMIC_SEQ_CST);
     self_ = Self{serial_, id};
+    local_[id].deferred = 0;
     for_each_client([id](RcuClient& c) { c.rcu_online(id); });
   }
   void offline(uint32_t id) noexcept {
@@ -163,8 +177,27 @@ class Rcu {
     const uint64_t token = quiescent_token();
     // relaxed: the reader's own counter, only it stores it while online.
     if (__atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_RELAXED) == token) return;
-    for_each_client([id](RcuClient& c) { c.rcu_quiescent(id); });
-    report_quiescent(id, token);
+    acknowledge(id, token);
+  }
+  // Reader side, wait-free: quiescent() for the report after a burst that did
+  // work, with acknowledgements coalesced. A token new to this reader is
+  // acknowledged on the `max_deferred`-th busy report in a row that finds a
+  // token pending (on every one when max_deferred <= 1), or at the next
+  // quiescent() or going offline, whichever comes first. A grace period thus
+  // lasts up to max_deferred - 1 of this reader's busy bursts longer, and a
+  // reader under constant churn pays the cross-core misses of an
+  // acknowledgement (the token's line, its counter's line the writer polls,
+  // and what its clients read) once per max_deferred bursts instead of once
+  // per burst. A report that finds no new token costs what quiescent()'s
+  // does. Use quiescent() after idle iterations: an idle reader acknowledges
+  // at once, so a grace period never waits on a reader that has nothing to do.
+  void quiescent_busy(uint32_t id, uint32_t max_deferred) noexcept {
+    check_quiescent_report(id);
+    const uint64_t token = quiescent_token();
+    // relaxed: the reader's own counter, only it stores it while online.
+    if (__atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_RELAXED) == token) return;
+    if (++local_[id].deferred < max_deferred) return;
+    acknowledge(id, token);
   }
 
   // Reader side: marks a read section (one burst) for the debug checks, as
@@ -223,6 +256,13 @@ class Rcu {
   uint32_t max_readers() const noexcept { return max_readers_; }
 
  private:
+  // Reader side: brings every client up to date for `token`, which is new
+  // to this reader, then acknowledges it.
+  void acknowledge(uint32_t id, uint64_t token) noexcept {
+    for_each_client([id](RcuClient& c) { c.rcu_quiescent(id); });
+    local_[id].deferred = 0;
+    report_quiescent(id, token);
+  }
   // Reader side: acknowledges a token new to this reader (release: pairs
   // with the acquire loads in check()).
   void report_quiescent(uint32_t id, uint64_t token) noexcept {
@@ -257,6 +297,9 @@ class Rcu {
     VXLATE_DCHECK(is_online(id), "Rcu: quiescent report by an offline reader");
   }
 
+  // What readers read, on lines no writer stores to while readers run: a
+  // report loads v_ (then the token) every burst, and clients_ and local_
+  // whenever the token is new.
   rte_rcu_qsbr* v_ = nullptr;
   uint32_t max_readers_ = 0;
   const uint64_t serial_ = next_serial();  // this instance, for self_
@@ -264,20 +307,29 @@ class Rcu {
     static std::atomic<uint64_t> n{0};
     return n.fetch_add(1, std::memory_order_relaxed) + 1;  // relaxed: only uniqueness matters
   }
-  Mutex reg_mu_;
-  std::vector<bool> used_ VXLATE_GUARDED_BY(reg_mu_);
-  // Registered ids are below this (release in register_reader(), acquire in
-  // check()): bounds the counter scan.
-  std::atomic<uint32_t> id_bound_{0};
-  // Tokens up to this are acknowledged by every reader (check()'s cache).
-  mutable std::atomic<uint64_t> acked_{0};
   // Attached clients: slots [0, nclients_) hold a client or nullptr. Written
   // under reg_mu_ (release), read by readers (acquire).
   std::unique_ptr<std::atomic<RcuClient*>[]> clients_;
   std::atomic<uint32_t> nclients_{0};
+  // Per reader, only that reader's thread touches its line.
+  struct alignas(64) Local {
+    uint32_t deferred = 0;  // busy reports that found a token pending (quiescent_busy)
+  };
+  std::unique_ptr<Local[]> local_;
   // Debug builds: open read sections per reader (empty otherwise); only that
   // reader touches its slot.
   std::vector<uint32_t> sections_;
+
+  // Writer side. Tokens up to this are acknowledged by every reader
+  // (check()'s cache). Its own line: check() stores it after every grace
+  // period, and on a line with v_ or clients_ that store would cost every
+  // reader one more cross-core miss per grace period.
+  alignas(64) mutable std::atomic<uint64_t> acked_{0};
+  // Registered ids are below this (release in register_reader(), acquire in
+  // check()): bounds the counter scan.
+  std::atomic<uint32_t> id_bound_{0};
+  Mutex reg_mu_;
+  std::vector<bool> used_ VXLATE_GUARDED_BY(reg_mu_);
 };
 
 // A FIFO of objects waiting for a grace period, owned by one writer.

@@ -79,8 +79,8 @@
 // the new generation. The engine gives every domain instance its own id.
 //
 // Thread-safety contract (the fixed tags of docs/design.md):
-//   - Reader side: online(), offline(), quiescent(), translate(),
-//     translate_burst(), epoch(), View; reader id = the caller's Rcu reader
+//   - Reader side: online(), offline(), quiescent(), quiescent_busy(),
+//     translate(), translate_burst(), epoch(), View; reader id = the caller's Rcu reader
 //     id, owned by one thread; wait-free apart from the page-table walk on a
 //     miss (also wait-free). quiescent() is Rcu::quiescent(): either, through
 //     any IOTLB of the Rcu, applies every attached IOTLB's invalidations. Once
@@ -158,6 +158,10 @@ class Iotlb : private RcuClient {
   // applies its pending invalidations for this reader, then the reader
   // reports a quiescent state. The reader must be online.
   void quiescent(uint32_t reader) noexcept;
+  // Reader side, after a burst that did work: Rcu::quiescent_busy(), which
+  // acknowledges a new grace period (and applies the invalidations) only on
+  // the max_deferred-th busy report that finds one pending (see rcu.h).
+  void quiescent_busy(uint32_t reader, uint32_t max_deferred) noexcept { rcu_.quiescent_busy(reader, max_deferred); }
 
   // Reader side: translates one IOVA of domain `d`, whose page table is `pt`, for
   // access `need` (pagetable::Perm bits). OK: *t filled (t->out is the host
@@ -403,8 +407,10 @@ class Iotlb : private RcuClient {
   std::unique_ptr<std::atomic<uint32_t>[]> gens_;
 
   // Shared log: slots written by the writer only between grace periods (see
-  // sync()), read by readers up to head_.
-  Record log_[kLogCapacity];
+  // sync()), read by readers up to head_. From a line of its own: the fields
+  // above are read on every burst, and a record written beside them would
+  // cost each reader a miss.
+  alignas(64) Record log_[kLogCapacity];
   alignas(64) std::atomic<uint64_t> head_{0};
 
   // Writer-private batch.
