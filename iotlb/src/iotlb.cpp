@@ -59,23 +59,31 @@ void Iotlb::rcu_online(uint32_t reader) noexcept {
 
 void Iotlb::rcu_quiescent(uint32_t reader) noexcept {
   Reader& r = readers_[reader];
-  // The Rcu loaded the token first (acquire, pairs with Rcu::start()): a head
-  // published before that token was taken is visible to the load below.
-  // acquire: pairs with the store in sync(); makes the records visible.
-  const uint64_t head = head_.load(std::memory_order_acquire);
-  if (head != r.seq) [[unlikely]] {
-    if (head - r.seq > kLogCapacity) {
-      flush_reader(r);  // cannot happen while online; kept as a safe fallback
+  // The Rcu loaded the token first (acquire, pairs with Rcu::start()): a
+  // record published before that token was taken is visible below. Records
+  // of a batch still being published may be applied early, which only drops
+  // entries whose page-table change is already visible (it precedes the
+  // record). The writer reuses a slot only after a grace period that this
+  // reader, online, acknowledged after applying the slot's record.
+  for (;;) {
+    const Slot& slot = log_[r.seq % kLogCapacity];
+    // acquire: pairs with the release store in sync(); makes the record (and
+    // the page-table changes before it) visible.
+    const uint64_t seq = slot.seq.load(std::memory_order_acquire);
+    if (seq == r.seq + 1) {
+      if (slot.rec.kind == kAll)
+        flush_reader(r);
+      else
+        apply_range(r, slot.rec);
+      ++r.seq;
+    } else if (seq > r.seq + 1) [[unlikely]] {
+      // Lapped: cannot happen while online; kept as a safe fallback.
+      flush_reader(r);
+      r.seq = head_.load(std::memory_order_acquire);  // pairs with the store in sync()
+      break;
     } else {
-      for (uint64_t s = r.seq; s != head; ++s) {
-        const Record& rec = log_[s % kLogCapacity];
-        if (rec.kind == kAll)
-          flush_reader(r);
-        else
-          apply_range(r, rec);
-      }
+      break;  // nothing newer published
     }
-    r.seq = head;
   }
 }
 
@@ -287,17 +295,26 @@ void Iotlb::sync(uint32_t self) noexcept {
   }
   uint64_t head = head_.load(std::memory_order_relaxed);  // only this writer stores
   // Slots [head, head + n) held records of batches whose grace period has
-  // ended, so no reader reads them any more.
-  if (flush_all_pending_ || wrap) {
-    log_[head % kLogCapacity] = Record{kAll, 0, 0, 0};
+  // ended: every online reader applied them, so none reads their records any
+  // more (a reader at a later position reads only the seq, which tells it the
+  // slot is not its record yet). Each record is written before its seq
+  // (release: pairs with rcu_quiescent()'s acquire).
+  auto publish = [&](const Record& rec) {
+    Slot& slot = log_[head % kLogCapacity];
+    slot.rec = rec;
+    slot.seq.store(head + 1, std::memory_order_release);
     ++head;
+  };
+  if (flush_all_pending_ || wrap) {
+    publish(Record{kAll, 0, 0, 0});
   } else {
-    for (const Record& rec : log_batch_) log_[head++ % kLogCapacity] = rec;
+    for (const Record& rec : log_batch_) publish(rec);
   }
   // seq_cst: a release that makes the records (and the page-table changes
-  // before them) visible to a reader that loads this head (rcu_quiescent(),
-  // rcu_online()), and ordered before Rcu::start()'s increment and check()'s
-  // counter loads for a reader that is coming online (see Rcu::online()).
+  // before them) visible to a reader that loads this head (rcu_online(), the
+  // lapped fallback), and ordered before Rcu::start()'s increment and
+  // check()'s counter loads for a reader that is coming online (see
+  // Rcu::online()).
   head_.store(head, std::memory_order_seq_cst);
   // A self reader that is online applies the batch in its own report inside
   // synchronize() (after the new token), and the wait skips it.

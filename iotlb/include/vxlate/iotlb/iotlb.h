@@ -36,8 +36,9 @@
 // add()s page, range, domain and global invalidations to a private batch, then
 // sync() publishes the batch and waits for ONE grace period of the Rcu over all
 // online readers. Range invalidations go into a shared log (a ring of records
-// plus a head index); a reader applies the records it has not seen at its
-// quiescent point, between bursts, never inside one. The IOTLB is an RcuClient
+// plus a head index; each slot carries its log position, so a reader checks
+// its next slot, not the head); a reader applies the records it has not seen
+// at its quiescent point, between bursts, never inside one. The IOTLB is an RcuClient
 // of its Rcu: every quiescent report of a reader, made through this IOTLB,
 // another IOTLB of the same Rcu or the Rcu itself, loads the token, applies
 // every attached IOTLB's log for that reader, then acknowledges the token.
@@ -69,9 +70,11 @@
 // the latter checks no domain, generation or leaf size. Private caches cost
 // memory per reader (entries x 32 B) and one miss per reader for the same
 // translation. A quiescent report with no new RCU token touches no client and
-// no line another core wrote; each sync a reader sees costs it four lines the
-// writer wrote (token, log head, record, and its own acknowledgement line,
-// which the writer reads).
+// no line another core wrote; each sync a reader sees costs it three lines
+// the writer wrote or read (the token, the record's slot, which carries its
+// log position so that no shared head is read, and its own acknowledgement
+// line, which the writer reads), and a reader may coalesce acknowledgements
+// (quiescent_busy) to pay them once per k bursts.
 //
 // Domain ids: a DomainId names one page table for the IOTLB's lifetime. Do not
 // reuse an id for another table while readers may still hold the old one: a
@@ -150,7 +153,7 @@ class Iotlb : private RcuClient {
 
   // --- reader side --------------------------------------------------------
   // Reader side: Rcu::online(): every IOTLB of the Rcu drops this reader's
-  // cache and takes its log head.
+  // cache and takes the log's head position.
   void online(uint32_t reader) noexcept;
   // Reader side: Rcu::offline(); the caches are dropped at the next online.
   void offline(uint32_t reader) noexcept;
@@ -406,11 +409,21 @@ class Iotlb : private RcuClient {
   uint32_t num_readers_;
   std::unique_ptr<std::atomic<uint32_t>[]> gens_;
 
+  // A log slot: the record at log position p lies in slot p % kLogCapacity
+  // with seq == p + 1 (0: never written). A reader at position p checks that
+  // slot's seq instead of a shared head, so a sync costs it the record's
+  // line and no other (two slots per line).
+  struct alignas(32) Slot {
+    std::atomic<uint64_t> seq{0};
+    Record rec{};
+  };
+  static_assert(sizeof(Slot) == 32);
   // Shared log: slots written by the writer only between grace periods (see
-  // sync()), read by readers up to head_. From a line of its own: the fields
-  // above are read on every burst, and a record written beside them would
-  // cost each reader a miss.
-  alignas(64) Record log_[kLogCapacity];
+  // sync()). From a line of its own: the fields above are read on every
+  // burst, and a record written beside them would cost each reader a miss.
+  alignas(64) Slot log_[kLogCapacity];
+  // The next log position: written by the writer (seq_cst in sync()), read
+  // by a reader only when it comes online (and in the lapped fallback).
   alignas(64) std::atomic<uint64_t> head_{0};
 
   // Writer-private batch.
