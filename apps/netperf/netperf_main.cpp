@@ -314,8 +314,9 @@ int main(int argc, char** argv) {
         std::printf("  request rtt p50/p99 %.2f/%.2f us from add, %.2f/%.2f us from kick (device %.0f ns each)",
                     r.request_rtt_p50_us, r.request_rtt_p99_us, r.request_kick_p50_us, r.request_kick_p99_us,
                     r.device_ns_per_request);
-      std::printf("  | device busy %.0f%% (requests %.0f%%), guest in sync_req %.0f%%", 100 * r.device_busy_share,
-                  100 * r.device_request_share, 100 * r.guest_sync_share);
+      std::printf("  | device busy %.0f%% (requests %.0f%%, %.1f frames per busy iteration), guest in sync_req %.0f%%",
+                  100 * r.device_busy_share, 100 * r.device_request_share, r.device_frames_per_busy_iter,
+                  100 * r.guest_sync_share);
       std::printf("  | lcore rtt %.0f/%.0f ns, cpu guest %.0f%% device %.0f%%, clean windows %llu/%llu: "
                   "%10.0f pkt/s, cyc/frame device %.0f guest %.0f, device offline %llu%s\n",
                   r.lcore_rtt_ns_before, r.lcore_rtt_ns_after, 100 * r.guest_cpu_share, 100 * r.device_cpu_share,

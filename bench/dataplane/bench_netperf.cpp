@@ -107,6 +107,7 @@ void BM_Netperf(benchmark::State& state, Workload w, Mode m) {
     state.counters["dev_ns_req"] = r.device_ns_per_request;
   }
   state.counters["dev_busy"] = r.device_busy_share;
+  state.counters["dev_frames_per_busy_iter"] = r.device_frames_per_busy_iter;
   state.counters["dev_req"] = r.device_request_share;
   state.counters["guest_sync"] = r.guest_sync_share;
 }

@@ -52,7 +52,7 @@ int device_lcore_main(void* arg) {
   // release: pairs with the main lcore's acquire; device_clock is set.
   run.device_started.store(true, std::memory_order_release);
   probe_answer(run.probe, 0);
-  uint64_t frames = 0, busy_cycles = 0;
+  uint64_t busy_cycles = 0;
   uint64_t t_iter = rte_rdtsc();
   // No warm-up: nothing moves before the main lcore's clock starts.
   bool based = run.cfg.warmup_seconds == 0;
@@ -71,7 +71,7 @@ int device_lcore_main(void* arg) {
       const uint16_t n = run.net->dequeue_burst(run.reader, q, run.mp, pkts, kMaxNetBurst);
       for (uint16_t i = 0; i < n; ++i)
         if (!p.receive(pkts[i], run.mp)) ++run.device.peer_corrupt;
-      frames += n;
+      run.device.frames += n;
       work |= p.flush(*run.net, run.reader);
       work |= n > 0;
     }
@@ -87,7 +87,7 @@ int device_lcore_main(void* arg) {
       ++run.device.busy_iters;
       busy_cycles += t_end - t_iter;
       // relaxed: live counts the main lcore samples per window; owner-written.
-      live.frames.store(frames, std::memory_order_relaxed);
+      live.frames.store(run.device.frames, std::memory_order_relaxed);
       live.busy_cycles.store(busy_cycles, std::memory_order_relaxed);
       backoff.reset();
     } else {

@@ -187,6 +187,8 @@ NetperfResult collect(RunState& run, uint64_t t_begin, uint64_t t1, const IommuB
   const DeviceCounters& d = run.device;
   const uint64_t iters = d.iters - base.c.iters;
   r.device_busy_share = iters ? double(d.busy_iters - base.c.busy_iters) / double(iters) : 0;
+  if (const uint64_t busy = d.busy_iters - base.c.busy_iters; busy != 0)
+    r.device_frames_per_busy_iter = double(d.frames - base.c.frames) / double(busy);
   r.device_request_share = d.cycles ? double(d.request_cycles - base.c.request_cycles) / double(d.cycles) : 0;
   r.device_offline = d.offline - base.c.offline;
   if (const uint64_t reqs = r.map_requests + r.unmap_requests; reqs != 0)
@@ -208,7 +210,8 @@ std::string to_json(const NetperfConfig& cfg, const NetperfResult& r) {
                 "\"unmaps_per_sync\":%.2f,\"request_bursts\":%llu,\"iotlb_hit_rate\":%.4f,"
                 "\"rr_p50_us\":%.2f,\"rr_p99_us\":%.2f,\"request_round_trips\":%llu,\"request_rtt_p50_us\":%.2f,"
                 "\"request_rtt_p99_us\":%.2f,\"request_kick_p50_us\":%.2f,\"request_kick_p99_us\":%.2f,"
-                "\"device_ns_per_request\":%.0f,\"device_busy_share\":%.3f,\"device_request_share\":%.3f,"
+                "\"device_ns_per_request\":%.0f,\"device_busy_share\":%.3f,\"device_frames_per_busy_iter\":%.2f,"
+                "\"device_request_share\":%.3f,"
                 "\"guest_sync_share\":%.3f,\"guest_cpu_share\":%.3f,\"device_cpu_share\":%.3f,\"device_offline\":%llu,"
                 "\"same_cpu_windows\":%llu,\"lcore_rtt_ns_before\":%.1f,\"lcore_rtt_ns_after\":%.1f,"
                 "\"windows\":%llu,\"clean_windows\":%llu,\"clean_packets_per_s\":%.0f,"
@@ -223,7 +226,8 @@ std::string to_json(const NetperfConfig& cfg, const NetperfResult& r) {
                 static_cast<unsigned long long>(r.request_bursts), r.hit_rate(), r.rr_p50_us, r.rr_p99_us,
                 static_cast<unsigned long long>(r.request_round_trips), r.request_rtt_p50_us, r.request_rtt_p99_us,
                 r.request_kick_p50_us, r.request_kick_p99_us, r.device_ns_per_request,
-                r.device_busy_share, r.device_request_share, r.guest_sync_share, r.guest_cpu_share,
+                r.device_busy_share, r.device_frames_per_busy_iter, r.device_request_share, r.guest_sync_share,
+                r.guest_cpu_share,
                 r.device_cpu_share, static_cast<unsigned long long>(r.device_offline),
                 static_cast<unsigned long long>(r.same_cpu_windows), r.lcore_rtt_ns_before, r.lcore_rtt_ns_after,
                 static_cast<unsigned long long>(r.windows),

@@ -47,6 +47,7 @@ inline constexpr uint32_t kNetEndpoint = 1;
 struct DeviceCounters {
   uint64_t iters = 0;
   uint64_t busy_iters = 0;
+  uint64_t frames = 0;          // data frames (RR: requests) dequeued
   uint64_t cycles = 0;          // from the start of the measured interval to the stop
   uint64_t request_cycles = 0;
   uint64_t offline = 0;         // offline-when-idle episodes

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "support/eal_env.h"
+#include "vxlate/dataplane/net.h"
 
 namespace vxlate::load {
 namespace {
@@ -45,6 +46,9 @@ TEST_P(NetperfTest, FramesAndRequestsFlowCleanly) {
   EXPECT_EQ(r.fault_events, 0u);
   EXPECT_GE(r.packets, cfg.packets);
   EXPECT_GT(r.translations, r.packets);
+  // Frames the device took per iteration that found work: at most a burst per queue.
+  EXPECT_GT(r.device_frames_per_busy_iter, 0);
+  EXPECT_LE(r.device_frames_per_busy_iter, double(dataplane::kMaxNetBurst) * cfg.queue_pairs);
   if (cfg.workload == Workload::kTcpRr) {
     EXPECT_EQ(r.rx_frames, r.packets);  // one response per transaction
     EXPECT_GT(r.rr_p99_us, 0);

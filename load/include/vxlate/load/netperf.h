@@ -143,6 +143,7 @@ struct NetperfResult {
   double device_ns_per_request = 0;
   // Where the device lcore's time went (TSC cycles, summed over the run).
   double device_busy_share = 0;    // iterations that found work / all iterations
+  double device_frames_per_busy_iter = 0;  // frames dequeued per iteration that found work
   double device_request_share = 0; // share of device cycles in request handling
   double guest_sync_share = 0;     // share of guest cycles spent waiting in sync_req
   // How the machine treated the run (measured interval).
