@@ -25,7 +25,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -97,7 +96,7 @@ class VxlateIotlb {
 template <typename Impl>
 class ReaderScope {
  public:
-  explicit ReaderScope(Impl&) {}
+  explicit ReaderScope(Impl&, uint32_t /*max_deferred: vxlate only*/ = 1) {}
   void burst_done() {}
   void idle_done() {}
   size_t translate(Impl& impl, std::span<const uint64_t> iovas, uint8_t need) {
@@ -316,8 +315,8 @@ void BM_UnmapSync(benchmark::State& state) {
 // time the writer or anything else held the reader's core. For vxlate,
 // syncs_seen_per_burst is how many invalidation records the reader applied per
 // burst (each sync here publishes one): each costs the reader the lines the
-// writer wrote for it (RCU token, log head, record, and the re-acquired line
-// of its own acknowledgement). BM_HitUnderChurn/vxlate_coalesced/k: the
+// writer wrote or read for it (RCU token, the record's log slot, and the
+// re-acquired line of its own acknowledgement). BM_HitUnderChurn/vxlate_coalesced/k: the
 // reader reports through quiescent_busy(k), acknowledging a grace period on
 // every k-th busy burst that finds one pending; writer_ns_per_sync (the
 // writer's time per map + unmap + invalidate + sync, wall clock) shows what
@@ -337,12 +336,7 @@ void BM_HitUnderChurn(benchmark::State& state, uint32_t max_deferred) {
   std::atomic<uint64_t> writer_ops{0};
   // vxlate's writer must not run until the reader is registered: sync() would
   // not wait for it otherwise, which is allowed but not what is measured.
-  std::optional<ReaderScope<Impl>> reader_scope;
-  if constexpr (std::is_same_v<Impl, VxlateIotlb>)
-    reader_scope.emplace(*impl, max_deferred);
-  else
-    reader_scope.emplace(*impl);
-  ReaderScope<Impl>& reader = *reader_scope;
+  ReaderScope<Impl> reader(*impl, max_deferred);
   std::thread writer([&] {
     uint64_t ops = 0;
     for (size_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {

@@ -37,7 +37,7 @@
 // acknowledges costs it cross-core transfers whatever it applies: the token's
 // line (the writer wrote it), its counter's line (the waiting writer polls
 // it, so the store must take it back), and what its clients read (an IOTLB's
-// log head and record). At two-vCPU placements where a line transfer costs
+// log record). At two-vCPU placements where a line transfer costs
 // ~200 ns, a writer that syncs as fast as the reader acknowledges (about a
 // million grace periods a second) takes half to two thirds of a busy
 // reader's time (bench/RESULTS.md, BM_HitUnderChurn). A busy reader may
