@@ -4,8 +4,9 @@
 //   vxlate-netperf [--workload tcp_stream|udp_stream_64|tcp_rr|all]
 //                  [--mode identity|lazy|strict|all] [--queue-pairs N]
 //                  [--queue-size N] [--seconds S] [--packets N] [--json]
-//                  [--lazy-recycle N] [--lazy-flush N] [--strict-batch N]
+//                  [--lazy-recycle N] [--lazy-flush N] [--lazy-move 0|1] [--strict-batch N]
 //                  [--warmup S] [--window S] [--clean S] [--repeat N] [--pin]
+//                  [--random-buffers]
 //
 // Default: tcp_stream in lazy mode (the vIOMMU on) for 2 seconds. A live
 // progress line goes to stderr; results go to stdout, one line per run
@@ -16,7 +17,11 @@
 // the measured --seconds; --window S sets the clean-window length (default
 // 0.001); --clean S ends the measured interval once its clean windows add
 // up to S seconds (--seconds is then the cap); --pin puts each lcore on a CPU
-// of its own where there are enough;
+// of its own where there are enough; --lazy-move 0 keeps each recycled
+// buffer at its IOVA and sends the recycle's UNMAP and MAP for a spare IOVA
+// instead (NetperfConfig::lazy_move: what the requests cost without the move);
+// --random-buffers has the driver take a random free buffer, not the last one
+// freed, so the frames the device reads lie at no constant stride;
 // --repeat N runs every workload's modes N times, interleaved (identity,
 // lazy, strict, identity, ..., and a last identity), and ends with a summary
 // per workload and mode: the median over the N runs and their spread ((max -
@@ -56,7 +61,8 @@ namespace {
                "vxlate-netperf: %s\n"
                "usage: vxlate-netperf [--workload tcp_stream|udp_stream_64|tcp_rr|all] [--mode identity|lazy|strict|all]\n"
                "                      [--queue-pairs N] [--queue-size N] [--seconds S] [--packets N] [--json]\n"
-               "                      [--lazy-recycle N] [--lazy-flush N] [--strict-batch N]\n"
+               "                      [--lazy-recycle N] [--lazy-flush N] [--lazy-move 0|1] [--strict-batch N]\n"
+               "                      [--random-buffers]\n"
                "                      [--warmup S] [--window S] [--clean S] [--repeat N] [--pin]\n",
                msg);
   std::exit(2);
@@ -249,6 +255,12 @@ int main(int argc, char** argv) {
       base.packets = parse_uint("--packets", value(), 1ul << 40);
     } else if (a == "--lazy-recycle") {
       base.lazy_recycle = static_cast<uint32_t>(parse_uint("--lazy-recycle", value(), 1u << 20));
+    } else if (a == "--random-buffers") {
+      base.random_buffers = true;
+    } else if (a == "--lazy-move") {
+      const std::string v = value();
+      if (v != "0" && v != "1") usage("bad value for --lazy-move (0 or 1)");
+      base.lazy_move = v == "1";
     } else if (a == "--lazy-flush") {
       base.lazy_flush = static_cast<uint32_t>(parse_uint("--lazy-flush", value(), 4096));
     } else if (a == "--strict-batch") {

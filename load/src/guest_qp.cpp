@@ -89,11 +89,33 @@ void GuestQp::lazy_recycle(std::vector<uint32_t>& parked, std::vector<Buf>& bufs
   // IOVA held until the flush, the new MAP queued; the slot waits for the flush.
   std::lock_guard lock(run.iommu_lock);
   Buf& b = bufs[slot];
-  run.iommu.add_unmap(kDomain, b.addr, kPage);
-  stale_iovas.push_back(b.addr);
-  b.addr = iovas->get();
-  run.iommu.add_map(kDomain, b.addr, kPage, b.gpa, perm);
+  if (run.cfg.lazy_move) {
+    run.iommu.add_unmap(kDomain, b.addr, kPage);
+    stale_iovas.push_back(b.addr);
+    b.addr = iovas->get();
+    run.iommu.add_map(kDomain, b.addr, kPage, b.gpa, perm);
+  } else {
+    // The same two requests for a spare IOVA the data path never uses.
+    if (spare_iova != 0) {
+      run.iommu.add_unmap(kDomain, spare_iova, kPage);
+      stale_iovas.push_back(spare_iova);
+    }
+    spare_iova = iovas->get();
+    run.iommu.add_map(kDomain, spare_iova, kPage, b.gpa, perm);
+  }
   parked.push_back(slot);
+}
+
+uint32_t GuestQp::take(std::vector<uint32_t>& free_list) {
+  if (run.cfg.random_buffers) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    std::swap(free_list.back(), free_list[rng % free_list.size()]);
+  }
+  const uint32_t s = free_list.back();
+  free_list.pop_back();
+  return s;
 }
 
 void GuestQp::lazy_flush() {
@@ -220,8 +242,7 @@ void GuestQp::refill_rx() {
   static const std::vector<uint8_t> poison(kPage, kPoison);
   std::vector<uint32_t> batch;
   while (!rx_free.empty() && rxq->free_count() > 0 && batch.size() < run.cfg.queue_size) {
-    const uint32_t s = rx_free.back();
-    rx_free.pop_back();
+    const uint32_t s = take(rx_free);
     if (rx[s].poisoned) {
       // The device must not have written this page since its UNMAP completed.
       if (std::memcmp(run.mem.hva(rx[s].gpa), poison.data(), kPage) != 0) ++poison_violations;
@@ -264,8 +285,7 @@ void GuestQp::send() {
       payload = std::min(send_left, kMss);
       send_left -= payload;
     }
-    const uint32_t s = tx_free.back();
-    tx_free.pop_back();
+    const uint32_t s = take(tx_free);
     tx[s].poisoned = false;
     write_frame(run.mem.hva(tx[s].gpa) + kNetHdrSize, w, qp, seq++, payload);
     std::memset(run.mem.hva(tx[s].gpa), 0, kNetHdrSize);

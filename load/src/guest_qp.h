@@ -84,6 +84,8 @@ struct GuestQp {
   std::vector<uint32_t> tx_free, rx_free;             // slots ready for use
   std::vector<uint32_t> tx_parked, rx_parked;         // lazy: moved, waiting for the flush
   std::vector<uint64_t> stale_iovas;                  // lazy: freed at the next flush
+  uint64_t rng = 0x9e3779b97f4a7c15;                   // random_buffers: xorshift64 state
+  uint64_t spare_iova = 0;                            // lazy, !lazy_move: the mapped spare IOVA
   std::vector<uint32_t> tx_done, rx_done;             // strict: completed, to unmap
   std::vector<std::pair<uint32_t, uint32_t>> rx_pending;  // strict: (slot, len) to process after the unmap
   std::unique_ptr<IovaAlloc> iovas;
@@ -122,6 +124,8 @@ struct GuestQp {
   void map_coherent(DriverQueue& q, uint64_t iova);
   void lazy_recycle(std::vector<uint32_t>& parked, std::vector<Buf>& bufs, uint32_t slot, uint8_t perm);
   void lazy_flush();
+  // Takes a buffer off a non-empty free list: the last one, or a random one (random_buffers).
+  uint32_t take(std::vector<uint32_t>& free_list);
   void strict_unmap(std::vector<uint32_t>& slots, std::vector<Buf>& bufs, std::vector<uint32_t>& free_list,
                     bool rx_side);
   // Syncs the IommuDriver (iommu_lock held), counting the wait as sync time.

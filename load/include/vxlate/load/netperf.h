@@ -99,6 +99,13 @@ struct NetperfConfig {
                                  // add up to this (`seconds` is then the cap)
   uint32_t lazy_recycle = 64;    // completions between buffer recycles (lazy)
   uint32_t lazy_flush = 32;      // recycled unmaps per sync (lazy)
+  bool random_buffers = false;   // the driver takes a random free buffer instead of the
+                                 // last one freed (LIFO, as SLUB's per-CPU freelists): no
+                                 // constant stride between the frames the device reads
+  bool lazy_move = true;         // false: a recycle sends the same UNMAP and MAP for a
+                                 // spare IOVA of the same page and the buffer keeps its
+                                 // IOVA (requests, syncs and parking without the device
+                                 // ever seeing a buffer at a new IOVA; a diagnostic)
   uint32_t strict_batch = 32;    // frames mapped/unmapped per sync (strict)
   bool event_idx = true;
   bool indirect = true;
