@@ -105,6 +105,37 @@ TEST(NetperfMultiQueue, TwoQueuePairsStrictAndLazy) {
   }
 }
 
+// The diagnostic knobs: buffers taken in random order (every mode), and lazy
+// recycles whose requests go to a spare IOVA while the buffer keeps its own.
+// Still clean, with the same request traffic as a recycle that moves.
+TEST(NetperfKnobs, RandomBuffersAndSpareIovaRecycles) {
+  for (Mode m : {Mode::kIdentity, Mode::kLazy, Mode::kStrict}) {
+    for (bool move : {true, false}) {
+      if (m != Mode::kLazy && !move) continue;
+      NetperfConfig cfg;
+      cfg.workload = Workload::kTcpStream;
+      cfg.mode = m;
+      cfg.queue_size = 64;
+      cfg.lazy_recycle = 8;
+      cfg.lazy_flush = 8;
+      cfg.strict_batch = 8;
+      cfg.random_buffers = true;
+      cfg.lazy_move = move;
+      cfg.packets = 10000;
+      const NetperfResult r = run_netperf(cfg);
+      SCOPED_TRACE(std::string(to_string(m)) + (move ? " moving" : " spare IOVA"));
+      EXPECT_TRUE(r.clean()) << " corrupt=" << r.corrupt << " poison=" << r.poison_violations
+                             << " bad=" << r.bad_chains << " failures=" << r.request_failures;
+      EXPECT_EQ(r.fault_events, 0u);
+      EXPECT_GE(r.packets, cfg.packets);
+      if (m == Mode::kLazy) {
+        EXPECT_GT(r.unmap_requests, (r.packets + r.rx_frames) / cfg.lazy_recycle / 2);
+        EXPECT_GT(r.map_requests, (r.packets + r.rx_frames) / cfg.lazy_recycle / 2);
+      }
+    }
+  }
+}
+
 TEST(NetperfConfig, RefusesWhatCannotRun) {
   NetperfConfig cfg;
   cfg.queue_size = 100;

@@ -571,29 +571,55 @@ TEST_P(VirtqueueTest, HostileChains) {
     cases.push_back({"write to a read-only mapping", B::kUnmapped, [&] { set_desc(0, raw(kRoIova, 16, W)); }});
     cases.push_back({"unmapped IOVA inside a gap", B::kUnmapped, [&] { set_desc(0, raw(kRoIova + 0x1000, 16)); }});
   }
+  // Each case twice: first in the ring, and behind two good chains, so that
+  // pop()'s lookahead (software prefetching) reads the hostile chain's
+  // descriptor and table before the walk does. The hints must change
+  // nothing: same chains, counts, used entries and fault events.
   for (const Hostile& h : cases) {
     SCOPED_TRACE(h.name);
-    Virtqueue q(*dev_, fresh(h.size, h.indirect));
-    h.write();
-    offer(h.head);
-    const uint16_t good = static_cast<uint16_t>(h.size - 1);
-    set_desc(good, d(kGood, 16));
-    offer(good);
-    ASSERT_TRUE(q.begin(reader_));
-    ASSERT_TRUE(q.pop(&c_));
-    expect_chain(good, 1, {{kGood, 16}});
-    EXPECT_FALSE(q.pop(&c_));
-    for (size_t r = 0; r < ix(B::kCount); ++r)
-      EXPECT_EQ(q.stats().bad[r], r == ix(h.why) ? 1u : 0u) << to_string(static_cast<B>(r));
-    EXPECT_EQ(q.stats().chains, 1u);
-    q.push(good, 5);
-    q.publish();
-    const bool completed = h.why != B::kHeadRange;
-    EXPECT_EQ(used_idx(), completed ? 2 : 1);
-    if (completed) expect_used(0, h.head, 0);
-    expect_used(completed ? 1 : 0, good, 5);
-    EXPECT_FALSE(q.broken());
-    dev_->iotlb().quiescent(reader_);
+    std::vector<engine::FaultEvent> events[2];
+    for (uint16_t before : {0, 2}) {
+      SCOPED_TRACE(before == 0 ? "hostile chain first" : "hostile chain looked ahead at");
+      Virtqueue q(*dev_, fresh(h.size, h.indirect));
+      h.write();
+      const uint16_t good = static_cast<uint16_t>(h.size - 1);
+      set_desc(good, d(kGood, 16));
+      for (uint16_t i = 0; i < before; ++i) {
+        set_desc(static_cast<uint16_t>(h.size - 3 + i), d(kGood + 64 * (i + 1), 16));
+        offer(static_cast<uint16_t>(h.size - 3 + i));
+      }
+      offer(h.head);
+      offer(good);
+      ASSERT_TRUE(q.begin(reader_));
+      for (uint16_t i = 0; i < before; ++i) {
+        ASSERT_TRUE(q.pop(&c_));
+        expect_chain(static_cast<uint16_t>(h.size - 3 + i), 1, {{kGood + 64 * (i + 1), 16}});
+        q.push(c_.head, 5);
+      }
+      ASSERT_TRUE(q.pop(&c_));
+      expect_chain(good, 1, {{kGood, 16}});
+      EXPECT_FALSE(q.pop(&c_));
+      for (size_t r = 0; r < ix(B::kCount); ++r)
+        EXPECT_EQ(q.stats().bad[r], r == ix(h.why) ? 1u : 0u) << to_string(static_cast<B>(r));
+      EXPECT_EQ(q.stats().chains, 1u + before);
+      q.push(good, 5);
+      q.publish();
+      const bool completed = h.why != B::kHeadRange;
+      EXPECT_EQ(used_idx(), before + (completed ? 2 : 1));
+      for (uint16_t i = 0; i < before; ++i) expect_used(i, h.size - 3 + i, 5);
+      if (completed) expect_used(before, h.head, 0);
+      expect_used(before + (completed ? 1 : 0), good, 5);
+      EXPECT_FALSE(q.broken());
+      dev_->iotlb().quiescent(reader_);
+      engine::FaultEvent ev[8];
+      events[before / 2].assign(ev, ev + dev_->drain_events(ev));
+    }
+    ASSERT_EQ(events[0].size(), events[1].size());
+    for (size_t i = 0; i < events[0].size(); ++i) {
+      EXPECT_EQ(events[0][i].reason, events[1][i].reason);
+      EXPECT_EQ(events[0][i].flags, events[1][i].flags);
+      EXPECT_EQ(events[0][i].address, events[1][i].address);
+    }
   }
 }
 

@@ -205,47 +205,66 @@ class Device {
     // for the whole burst (the View's read section); begin() forgets them.
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
-      constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
-      const MemRegion* reg = last_region_;
-      // len - 1 wraps for len 0, which the slow path refuses.
-      if (len - 1 < pagetable::kPageSize - (iova & kOffsetMask) && reg != nullptr && !segs.empty() && access != 0 &&
-          (access & ~pagetable::kPermReadWrite) == 0) [[likely]] {
-        uint64_t gpa = iova;
-        bool hit = stamp_.mode == kIdentity;
-        if (stamp_.mode == kTranslate) {
-          const uint64_t page = iova & ~kOffsetMask;
-          for (const PageMemo& m : pages_) {
-            if (page == m.iova && (m.perms & access) == access) {
-              gpa = m.out | (iova & kOffsetMask);
-              hit = true;
-              break;
-            }
-          }
-          if (!hit) {
-            pagetable::Translation t;
-            hit = view_.try_hit(iova, access, &t);
-            gpa = t.out;
-            if (hit) {
-              // The older of the two makes room.
-              pages_[1] = pages_[0];
-              pages_[0] = PageMemo{page, gpa & ~kOffsetMask, t.perms};
-            }
-          }
-        }
-        // gpa .. gpa + len - 1 inside the region (no overflow: len - 1 < 4096).
-        if (hit && gpa - reg->gpa < reg->size && len - 1 <= reg->size - 1 - (gpa - reg->gpa)) [[likely]] {
-          if (stamp_.mode == kTranslate) view_.count_hit();
-          segs[0] = Segment{reg->hva + (gpa - reg->gpa), len};
-          *nsegs = 1;
-          return Status::kOk;
-        }
+      uint64_t hva = 0;
+      if (!segs.empty() && fast_path(iova, len, access, &hva)) [[likely]] {
+        if (stamp_.mode == kTranslate) view_.count_hit();
+        segs[0] = Segment{hva, len};
+        *nsegs = 1;
+        return Status::kOk;
       }
       return iova_to_hva_slow(iova, len, access, segs, nsegs, fault);
+    }
+    // A hint, for prefetching what a later translation of this burst will
+    // read: the host address of [iova, iova + len) when the inline fast path
+    // above finds it (one page, remembered or an IOTLB hit, inside the last
+    // memory region used), else nullptr. No miss is walked, no fault
+    // reported, no hit counted; the page may be remembered, as by
+    // iova_to_hva().
+    const uint8_t* peek(uint64_t iova, uint64_t len, uint8_t access) noexcept {
+      uint64_t hva = 0;
+      return fast_path(iova, len, access, &hva) ? reinterpret_cast<const uint8_t*>(hva) : nullptr;
     }
     const Stamp& stamp() const noexcept { return stamp_; }
     void end() noexcept { view_.end(); }
 
    private:
+    // iova_to_hva()'s fast path: true with *hva set when [iova, iova + len)
+    // lies in one 4 KiB page whose translation is remembered or an IOTLB hit
+    // with `access`, and in the last memory region this burst used.
+    bool fast_path(uint64_t iova, uint64_t len, uint8_t access, uint64_t* hva) noexcept {
+      constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
+      const MemRegion* reg = last_region_;
+      // len - 1 wraps for len 0, which the slow path refuses.
+      if (len - 1 >= pagetable::kPageSize - (iova & kOffsetMask) || reg == nullptr || access == 0 ||
+          (access & ~pagetable::kPermReadWrite) != 0) [[unlikely]]
+        return false;
+      uint64_t gpa = iova;
+      bool hit = stamp_.mode == kIdentity;
+      if (stamp_.mode == kTranslate) {
+        const uint64_t page = iova & ~kOffsetMask;
+        for (const PageMemo& m : pages_) {
+          if (page == m.iova && (m.perms & access) == access) {
+            gpa = m.out | (iova & kOffsetMask);
+            hit = true;
+            break;
+          }
+        }
+        if (!hit) {
+          pagetable::Translation t;
+          hit = view_.try_hit(iova, access, &t);
+          gpa = t.out;
+          if (hit) {
+            // The older of the two makes room.
+            pages_[1] = pages_[0];
+            pages_[0] = PageMemo{page, gpa & ~kOffsetMask, t.perms};
+          }
+        }
+      }
+      // gpa .. gpa + len - 1 inside the region (no overflow: len - 1 < 4096).
+      if (!hit || gpa - reg->gpa >= reg->size || len - 1 > reg->size - 1 - (gpa - reg->gpa)) return false;
+      *hva = reg->hva + (gpa - reg->gpa);
+      return true;
+    }
     Status iova_to_hva_slow(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                             FaultEvent* fault) noexcept;
 
