@@ -123,21 +123,22 @@ bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
   avail_cache_ = idx;
   budget_ = budget;
   // The first chains' descriptors, for lookahead() to read.
-  for (uint16_t k = 0; k < kLookahead; ++k) prefetch_desc(k);
+  hint_table_ = nullptr;
+  if (cfg_.lookahead)
+    for (uint16_t k = 0; k < kLookahead; ++k) prefetch_desc(k);
   return true;
 }
 
-// Software prefetching (the hardware prefetchers help only while the guest's
-// buffers happen to lie at a constant stride): three avail slots ahead of the
-// chain being popped, its head descriptor's line; two ahead, the line that
-// descriptor points to (an indirect table or a buffer); one ahead, the
-// buffers of its indirect table. Each step reads only lines an earlier step
-// prefetched, so a chain's three dependent misses (descriptor, table, frame)
-// overlap the work on the chains before it instead of following one
-// another. Hints only: what is read here may change before pop() reads it
-// again and validates it; an address the burst cannot translate on its fast
-// path (a miss, a fault, a page boundary) is simply not prefetched; nothing
-// is counted, reported or stored but the burst's remembered pages.
+// Software prefetching (virtqueue.h's design note): three avail slots ahead
+// of the chain being popped, its head descriptor's line; two ahead, the line
+// that descriptor points to (an indirect table or a buffer); one ahead, the
+// first buffer of the table translated two ahead. Each step reads only lines
+// an earlier step prefetched, so a chain's three dependent misses
+// (descriptor, table, frame) overlap the work on the chains before it
+// instead of following one another. Hints only: what is read here may
+// change before pop() reads it again and validates it; an address the burst
+// cannot translate on its fast path (a miss, a fault, a page boundary) is
+// simply not prefetched; nothing is counted, reported or remembered.
 void Virtqueue::prefetch_desc(uint16_t ahead) noexcept {
   if (ahead >= available() || ahead >= budget_) return;
   const uint16_t head = avail_.ring(static_cast<uint16_t>(last_avail_ + ahead) & (cfg_.size - 1));
@@ -181,25 +182,37 @@ void Virtqueue::lookahead() noexcept {
     return true;
   };
   prefetch_desc(kLookahead);
+  // One ahead: the buffers of the indirect table prefetched by the previous
+  // pop (the descriptor says the same table address), read from the host
+  // address that pop translated; a table not prefetched is not read here.
   VirtqDesc d;
+  if (hint_table_ != nullptr && desc_at(1, &d) && (d.flags & kDescFlagIndirect) && d.addr == hint_table_addr_ &&
+      d.len >= sizeof(VirtqDesc)) {
+    VirtqDesc e;
+    std::memcpy(&e, hint_table_, sizeof e);
+    uint64_t len = e.len;
+    // A header alone in its buffer with the frame right after it (Linux's
+    // virtio-net without room to push the header): one span, one hint.
+    if (len < 64 && hint_table_len_ >= 2 * sizeof(VirtqDesc) && (e.flags & kDescFlagNext) && e.next == 1) {
+      VirtqDesc f;
+      std::memcpy(&f, hint_table_ + sizeof f, sizeof f);
+      if (f.addr == e.addr + e.len && ((f.flags ^ e.flags) & kDescFlagWrite) == 0) len += f.len;
+    }
+    prefetch_buffer(e.addr, static_cast<uint32_t>(std::min<uint64_t>(len, 128)), (e.flags & kDescFlagWrite) != 0);
+  }
+  hint_table_ = nullptr;
+  // Two ahead: the line the head descriptor points to.
   if (left > 2 && desc_at(2, &d)) {
     if ((d.flags & kDescFlagIndirect) && cfg_.indirect) {
-      if (const uint8_t* table = hint(d.addr, sizeof(VirtqDesc), false)) __builtin_prefetch(table, 0, 3);
+      // Its first two descriptors (one when the table is shorter).
+      const uint64_t len = d.len >= 2 * sizeof(VirtqDesc) ? 2 * sizeof(VirtqDesc) : sizeof(VirtqDesc);
+      if (d.len >= sizeof(VirtqDesc) && (hint_table_ = hint(d.addr, len, false)) != nullptr) {
+        hint_table_addr_ = d.addr;
+        hint_table_len_ = static_cast<uint32_t>(len);
+        __builtin_prefetch(hint_table_, 0, 3);
+      }
     } else {
       prefetch_buffer(d.addr, d.len, (d.flags & kDescFlagWrite) != 0);
-    }
-  }
-  if (desc_at(1, &d) && (d.flags & kDescFlagIndirect) && cfg_.indirect) {
-    // The table's descriptors in the line prefetched above (at least one;
-    // none past the table's length), read through a translation of exactly
-    // those bytes.
-    const uint32_t in_line = std::max<uint32_t>(1, (64 - static_cast<uint32_t>(d.addr & 63)) / sizeof(VirtqDesc));
-    const uint32_t n = std::min<uint32_t>(d.len / sizeof(VirtqDesc), in_line);
-    const uint8_t* table = n != 0 ? hint(d.addr, n * sizeof(VirtqDesc), false) : nullptr;
-    for (uint32_t i = 0; table != nullptr && i < n; ++i) {
-      VirtqDesc e;
-      std::memcpy(&e, table + i * sizeof e, sizeof e);
-      prefetch_buffer(e.addr, e.len, (e.flags & kDescFlagWrite) != 0);
     }
   }
 }
@@ -208,7 +221,7 @@ bool Virtqueue::pop(Chain* c) noexcept {
   if (desc_ == nullptr || broken_) return false;  // no begin() this burst, or stopped
   for (;;) {
     if (last_avail_ == avail_cache_ || budget_ == 0) return false;
-    lookahead();
+    if (cfg_.lookahead) lookahead();
     --budget_;  // every slot counts, good or bad
     const uint16_t head = avail_.ring(last_avail_ & (cfg_.size - 1));  // plain: ordered by the acquire above
     ++last_avail_;
@@ -276,6 +289,17 @@ bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable,
     // was checked) means the segment array ran out.
     *why = st == Status::kInval ? BadChain::kTooManySegs : BadChain::kUnmapped;
     return false;
+  }
+  if (!collecting_) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(c->segs[c->nsegs].addr);
+    const bool two = (reinterpret_cast<uintptr_t>(p) & 63) + std::min<uint64_t>(c->segs[c->nsegs].len, 128) > 64;
+    if (writable) {
+      __builtin_prefetch(p, 1, 3);
+      if (two) __builtin_prefetch(p + 64, 1, 3);
+    } else {
+      __builtin_prefetch(p, 0, 3);
+      if (two) __builtin_prefetch(p + 64, 0, 3);
+    }
   }
   c->nsegs += static_cast<uint32_t>(n);
   if (writable) {

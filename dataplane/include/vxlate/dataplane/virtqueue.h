@@ -30,14 +30,20 @@
 // lazy mode's recycling reordering them, udp_stream_64 fell from 5.6 to
 // 3.7-4.2 M frames/s with no IOMMU change at all (bench/RESULTS.md). So
 // begin() prefetches the first chains' head descriptors, and each pop()
-// looks ahead before walking: three slots ahead the head descriptor's line,
-// two ahead the line it points to (table or buffer), one ahead the buffers
-// of the table's first line, so each step reads only lines an earlier step
-// prefetched, as DPDK's vhost prefetches the next descriptor and each
-// buffer it translates. Bounded (a constant number of reads and fast-path
-// translations per pop), and hints only: the walk re-reads and checks
-// everything, and a hint translates on the Burst's fast path alone
-// (Device::Burst::peek: no miss walked, no fault reported, nothing counted).
+// looks ahead before walking: three slots ahead the head descriptor's line;
+// two ahead the line it points to (an indirect table's first descriptors,
+// or a buffer); one ahead, the first buffer of the table translated at the
+// previous pop (with the frame when it follows a header alone in its
+// buffer). Each step reads only lines an earlier step prefetched, and every
+// buffer is also prefetched as soon as the walk translates it, as DPDK's
+// vhost prefetches the next descriptor and each buffer it translates.
+// Bounded (a constant number of reads and hint translations per pop), and
+// hints only: the walk re-reads and checks everything, and a hint
+// translates on the Burst's fast path alone (Device::Burst::peek: no miss
+// walked, no fault reported, nothing counted). The price is ~13 ns of work
+// per chain where the guest's lines are already in this core's cache
+// (bench_virtqueue's *_no_lookahead variants); QueueConfig::lookahead turns
+// it off.
 //
 // Bounded work whatever the guest writes: begin() reads avail.idx once, so a
 // burst never sees more chains than were available when it began (a guest
@@ -48,8 +54,8 @@
 // included; and bytes past the
 // consumer's max_chain_bytes are never translated. So one burst call costs at
 // most budget x kMaxChainDescs descriptor reads and budget x (kMaxChainSegs +
-// table) translations, plus the lookahead's (below) at most 6 descriptor
-// reads and 6 fast-path hint translations per pop. Hostile chains (DESIGN.md
+// table) translations, plus the lookahead's (below) at most 4 descriptor
+// reads and 2 fast-path hint translations per pop. Hostile chains (DESIGN.md
 // invariant 4) are never followed outside the table: an out-of-range head is
 // skipped; any other bad chain (index out of range, a loop or a chain longer
 // than the queue, a bad indirect table, a readable buffer after a writable one,
@@ -124,6 +130,10 @@ struct QueueConfig {
   // which address to ask the VMM for. Without it such a chain is bad
   // (kUnmapped).
   bool hold_on_miss = false;
+  // pop() prefetches the chains after the one it walks (see the design note
+  // above). Off saves ~13 ns per chain where the guest's lines are already in
+  // this core's cache (bench_virtqueue) and costs the cross-core misses back.
+  bool lookahead = true;
 };
 
 // The first address a burst could not translate with hold_on_miss, for the
@@ -260,6 +270,12 @@ class Virtqueue {
   void prefetch_desc(uint16_t ahead) noexcept;
   void prefetch_buffer(uint64_t addr, uint32_t len, bool writable) noexcept;
   const uint8_t* hint(uint64_t addr, uint64_t len, bool writable) noexcept;
+  // The indirect table lookahead() prefetched two slots ahead (its first one
+  // or two descriptors translated, this burst), for the next pop's step one
+  // ahead; nullptr: none.
+  const uint8_t* hint_table_ = nullptr;
+  uint64_t hint_table_addr_ = 0;
+  uint32_t hint_table_len_ = 0;  // bytes of it translated: 16 or 32
   bool add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable, BadChain* why) noexcept;
   bool walk(uint16_t head, Chain* c, BadChain* why) noexcept;
   bool walk_indirect(const VirtqDesc& d, Chain* c, BadChain* why) noexcept;

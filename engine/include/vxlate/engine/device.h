@@ -206,7 +206,7 @@ class Device {
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
       uint64_t hva = 0;
-      if (!segs.empty() && fast_path(iova, len, access, &hva)) [[likely]] {
+      if (!segs.empty() && fast_path<true>(iova, len, access, &hva)) [[likely]] {
         if (stamp_.mode == kTranslate) view_.count_hit();
         segs[0] = Segment{hva, len};
         *nsegs = 1;
@@ -218,11 +218,12 @@ class Device {
     // read: the host address of [iova, iova + len) when the inline fast path
     // above finds it (one page, remembered or an IOTLB hit, inside the last
     // memory region used), else nullptr. No miss is walked, no fault
-    // reported, no hit counted; the page may be remembered, as by
-    // iova_to_hva().
+    // reported, no hit counted, and the pages the burst remembers stay those
+    // of its translations (a hint for the next chain must not push out the
+    // page of the one being walked).
     const uint8_t* peek(uint64_t iova, uint64_t len, uint8_t access) noexcept {
       uint64_t hva = 0;
-      return fast_path(iova, len, access, &hva) ? reinterpret_cast<const uint8_t*>(hva) : nullptr;
+      return fast_path<false>(iova, len, access, &hva) ? reinterpret_cast<const uint8_t*>(hva) : nullptr;
     }
     const Stamp& stamp() const noexcept { return stamp_; }
     void end() noexcept { view_.end(); }
@@ -230,7 +231,9 @@ class Device {
    private:
     // iova_to_hva()'s fast path: true with *hva set when [iova, iova + len)
     // lies in one 4 KiB page whose translation is remembered or an IOTLB hit
-    // with `access`, and in the last memory region this burst used.
+    // with `access`, and in the last memory region this burst used;
+    // `remember`: an IOTLB hit becomes one of the remembered pages.
+    template <bool remember>
     bool fast_path(uint64_t iova, uint64_t len, uint8_t access, uint64_t* hva) noexcept {
       constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
       const MemRegion* reg = last_region_;
@@ -253,7 +256,7 @@ class Device {
           pagetable::Translation t;
           hit = view_.try_hit(iova, access, &t);
           gpa = t.out;
-          if (hit) {
+          if (remember && hit) {
             // The older of the two makes room.
             pages_[1] = pages_[0];
             pages_[0] = PageMemo{page, gpa & ~kOffsetMask, t.perms};
