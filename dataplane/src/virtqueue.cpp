@@ -136,9 +136,10 @@ bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
 // an earlier step prefetched, so a chain's three dependent misses
 // (descriptor, table, frame) overlap the work on the chains before it
 // instead of following one another. Hints only: what is read here may
-// change before pop() reads it again and validates it; an address the burst
-// cannot translate on its fast path (a miss, a fault, a page boundary) is
-// simply not prefetched; nothing is counted, reported or remembered.
+// change before pop() reads it again and validates it; an address that does
+// not translate (a fault, a page or region boundary) is simply not
+// prefetched, and no fault is reported; an IOTLB miss is walked and filled
+// (Device::Burst::peek), which the walk's translation would do anyway.
 void Virtqueue::prefetch_desc(uint16_t ahead) noexcept {
   if (ahead >= available() || ahead >= budget_) return;
   const uint16_t head = avail_.ring(static_cast<uint16_t>(last_avail_ + ahead) & (cfg_.size - 1));

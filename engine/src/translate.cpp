@@ -133,6 +133,21 @@ Status Device::Burst::iova_to_hva_slow(uint64_t iova, uint64_t len, uint8_t acce
                           nsegs, fault);
 }
 
+const uint8_t* Device::Burst::peek_miss(uint64_t iova, uint64_t len, uint8_t access) noexcept {
+  constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
+  const MemRegion* reg = last_region_;
+  if (stamp_.mode != kTranslate || reg == nullptr || len - 1 >= pagetable::kPageSize - (iova & kOffsetMask) ||
+      access == 0 || (access & ~pagetable::kPermReadWrite) != 0)
+    return nullptr;
+  // The View's miss path: walks the domain's page table and fills this
+  // reader's cache; a fault (unmapped, or without `access`) is not reported.
+  pagetable::Translation t;
+  if (view_.fill(iova, access, &t) != Status::kOk) return nullptr;
+  const uint64_t gpa = t.out;
+  if (gpa - reg->gpa >= reg->size || len - 1 > reg->size - 1 - (gpa - reg->gpa)) return nullptr;
+  return reinterpret_cast<const uint8_t*>(reg->hva + (gpa - reg->gpa));
+}
+
 Status Device::report_fault(uint32_t reader, uint8_t reason, uint8_t access, uint32_t ep, uint64_t iova,
                             FaultEvent* fault) noexcept {
   uint32_t flags = kFaultFlagAddress;

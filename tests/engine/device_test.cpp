@@ -468,10 +468,10 @@ TEST_F(TranslateTest, BurstForgetsItsPageAtTheNextBegin) {
   drain();
 }
 
-// Burst::peek(), the prefetch hint: the address iova_to_hva() gives, but
-// only on the fast path; a miss is not walked (the IOTLB stays empty), a
-// fault is not reported, a hit is not counted, and a range it cannot take
-// in one piece gives nullptr.
+// Burst::peek(), the prefetch hint: the address iova_to_hva() gives; a miss
+// is walked and filled (the translation it prepares then hits), a fault is
+// not reported, a hit is not counted, and a range it cannot take in one
+// piece gives nullptr.
 TEST_F(TranslateTest, BurstPeekIsAHintWithoutSideEffects) {
   ASSERT_EQ(send(attach_req(1, 7)), kOk);
   ASSERT_EQ(send(map_req(1, 0x10000, 0x11fff, 0x100000000, kMapFlagRead)), kOk);
@@ -482,19 +482,20 @@ TEST_F(TranslateTest, BurstPeekIsAHintWithoutSideEffects) {
   const uint64_t hits0 = dev_->iotlb().stats().hits, misses0 = dev_->iotlb().stats().misses;
   b.begin(*dev_, id_, EndpointId{7});
   EXPECT_EQ(b.peek(0x10040, 16, pagetable::kPermRead), nullptr);  // no region used yet
-  // One translation (a miss, walked): the page of 0x11000 is mapped but not
-  // cached, so the hint gives nothing and walks nothing.
+  // One translation (a miss, walked) sets the region; the page of 0x11000
+  // is mapped but not cached: the hint walks it (one more miss).
   ASSERT_EQ(b.iova_to_hva(0x10000, 8, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
-  EXPECT_EQ(b.peek(0x11040, 16, pagetable::kPermRead), nullptr);
-  EXPECT_EQ(b.peek(0x30000, 16, pagetable::kPermRead), nullptr);  // unmapped
+  EXPECT_EQ(b.peek(0x11040, 16, pagetable::kPermRead), reinterpret_cast<const uint8_t*>(0x7f0000001040));
+  EXPECT_EQ(b.peek(0x30000, 16, pagetable::kPermRead), nullptr);  // unmapped: no fault reported
+  EXPECT_EQ(b.peek(0x11040, 16, pagetable::kPermWrite), nullptr);  // read-only: no fault reported
   b.end();
-  EXPECT_EQ(dev_->iotlb().stats().misses - misses0, 1u);
+  EXPECT_EQ(dev_->iotlb().stats().misses - misses0, 3u);
   EXPECT_TRUE(drain().empty());
-  // Cached by a translation: the same address as iova_to_hva() gives.
+  // The page the hint walked is cached: the translation hits.
   b.begin(*dev_, id_, EndpointId{7});
   ASSERT_EQ(b.iova_to_hva(0x11000, 8, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
   b.end();
-  EXPECT_EQ(dev_->iotlb().stats().misses - misses0, 2u);
+  EXPECT_EQ(dev_->iotlb().stats().misses - misses0, 3u);
   const uint64_t hits1 = dev_->iotlb().stats().hits;
   b.begin(*dev_, id_, EndpointId{7});
   ASSERT_EQ(b.iova_to_hva(0x10000, 8, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);  // sets the region

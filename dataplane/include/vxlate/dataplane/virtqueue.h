@@ -39,8 +39,9 @@
 // vhost prefetches the next descriptor and each buffer it translates.
 // Bounded (a constant number of reads and hint translations per pop), and
 // hints only: the walk re-reads and checks everything, and a hint
-// translates on the Burst's fast path alone (Device::Burst::peek: no miss
-// walked, no fault reported, nothing counted). The price is ~13 ns of work
+// translates through Device::Burst::peek (no fault reported, no hit
+// counted; a miss is walked and filled, so the walk's own translation hits
+// and strict mode's fresh IOVAs are prefetched too). The price is ~13 ns of work
 // per chain where the guest's lines are already in this core's cache
 // (bench_virtqueue's *_no_lookahead variants); QueueConfig::lookahead turns
 // it off.
@@ -55,7 +56,7 @@
 // consumer's max_chain_bytes are never translated. So one burst call costs at
 // most budget x kMaxChainDescs descriptor reads and budget x (kMaxChainSegs +
 // table) translations, plus the lookahead's (below) at most 4 descriptor
-// reads and 2 fast-path hint translations per pop. Hostile chains (DESIGN.md
+// reads and 2 hint translations per pop. Hostile chains (DESIGN.md
 // invariant 4) are never followed outside the table: an out-of-range head is
 // skipped; any other bad chain (index out of range, a loop or a chain longer
 // than the queue, a bad indirect table, a readable buffer after a writable one,

@@ -215,15 +215,18 @@ class Device {
       return iova_to_hva_slow(iova, len, access, segs, nsegs, fault);
     }
     // A hint, for prefetching what a later translation of this burst will
-    // read: the host address of [iova, iova + len) when the inline fast path
-    // above finds it (one page, remembered or an IOTLB hit, inside the last
-    // memory region used), else nullptr. No miss is walked, no fault
-    // reported, no hit counted, and the pages the burst remembers stay those
-    // of its translations (a hint for the next chain must not push out the
-    // page of the one being walked).
+    // read: the host address of [iova, iova + len) (one page, in the last
+    // memory region this burst used), else nullptr. A cached page costs what
+    // iova_to_hva()'s fast path does; a miss is walked and filled (counted as
+    // a miss), so that the translation it prepares then hits. No fault is
+    // reported and no hit counted, and the pages the burst remembers stay
+    // those of its translations (a hint for the next chain must not push out
+    // the page of the one being walked).
     const uint8_t* peek(uint64_t iova, uint64_t len, uint8_t access) noexcept {
       uint64_t hva = 0;
-      return fast_path<false>(iova, len, access, &hva) ? reinterpret_cast<const uint8_t*>(hva) : nullptr;
+      if (fast_path<false>(iova, len, access, &hva)) [[likely]]
+        return reinterpret_cast<const uint8_t*>(hva);
+      return peek_miss(iova, len, access);
     }
     const Stamp& stamp() const noexcept { return stamp_; }
     void end() noexcept { view_.end(); }
@@ -270,6 +273,7 @@ class Device {
     }
     Status iova_to_hva_slow(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                             FaultEvent* fault) noexcept;
+    const uint8_t* peek_miss(uint64_t iova, uint64_t len, uint8_t access) noexcept;
 
     Device* dev_ = nullptr;
     uint32_t reader_ = 0;

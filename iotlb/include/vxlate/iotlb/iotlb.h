@@ -236,6 +236,13 @@ class Iotlb : private RcuClient {
       return e != nullptr && hit(*e, iova, need, t) == Status::kOk;
     }
     void count_hit() noexcept { ++hits_; }
+    // After a try_hit() that failed: FAULT when the IOVA is cached (without
+    // `need`); else translate()'s miss path (walk, fill, a miss counted). No
+    // hit counted.
+    Status fill(uint64_t iova, uint8_t need, Translation* t) noexcept {
+      if (tlb_->find(*r_, tag_, salt_, iova) != nullptr) return Status::kFault;
+      return tlb_->miss(*r_, domain_, gen_, *pt_, iova, need, t);
+    }
     Epoch epoch() const noexcept { return Epoch{r_->seq, gen_}; }
     void end() noexcept {
       if (hits_ != 0) r_->hits.inc(hits_);
