@@ -155,14 +155,11 @@ const uint8_t* Virtqueue::hint(uint64_t addr, uint64_t len, bool writable) noexc
              : nullptr;
 }
 
-// The buffer's first line and, when it goes on into the next one (a
-// virtio-net header followed by a short frame), that line too.
-void Virtqueue::prefetch_buffer(uint64_t addr, uint32_t len, bool writable) noexcept {
-  const uint32_t span = std::min<uint32_t>(len, 128 - static_cast<uint32_t>(addr & 63));
-  if (span == 0) return;
-  const uint8_t* p = hint(addr, span, writable);
-  if (p == nullptr) return;
-  const bool two = (reinterpret_cast<uintptr_t>(p) & 63) + span > 64;
+namespace {
+// The line of p and, when [p, p + min(len, 128)) goes on into the next one
+// (a virtio-net header followed by a short frame), that line too.
+void prefetch_lines(const uint8_t* p, uint64_t len, bool writable) noexcept {
+  const bool two = (reinterpret_cast<uintptr_t>(p) & 63) + std::min<uint64_t>(len, 128) > 64;
   if (writable) {
     __builtin_prefetch(p, 1, 3);
     if (two) __builtin_prefetch(p + 64, 1, 3);
@@ -170,6 +167,15 @@ void Virtqueue::prefetch_buffer(uint64_t addr, uint32_t len, bool writable) noex
     __builtin_prefetch(p, 0, 3);
     if (two) __builtin_prefetch(p + 64, 0, 3);
   }
+}
+}  // namespace
+
+// A buffer's first line or two (prefetch_lines), through a hint translation
+// of the bytes in them.
+void Virtqueue::prefetch_buffer(uint64_t addr, uint32_t len, bool writable) noexcept {
+  const uint32_t span = std::min<uint32_t>(len, 128 - static_cast<uint32_t>(addr & 63));
+  if (span == 0) return;
+  if (const uint8_t* p = hint(addr, span, writable)) prefetch_lines(p, span, writable);
 }
 
 void Virtqueue::lookahead() noexcept {
@@ -291,16 +297,10 @@ bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable,
     *why = st == Status::kInval ? BadChain::kTooManySegs : BadChain::kUnmapped;
     return false;
   }
+  // The consumer reads or writes it next: its first line(s) on their way.
   if (!collecting_) {
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(c->segs[c->nsegs].addr);
-    const bool two = (reinterpret_cast<uintptr_t>(p) & 63) + std::min<uint64_t>(c->segs[c->nsegs].len, 128) > 64;
-    if (writable) {
-      __builtin_prefetch(p, 1, 3);
-      if (two) __builtin_prefetch(p + 64, 1, 3);
-    } else {
-      __builtin_prefetch(p, 0, 3);
-      if (two) __builtin_prefetch(p + 64, 0, 3);
-    }
+    const Segment& seg = c->segs[c->nsegs];
+    prefetch_lines(reinterpret_cast<const uint8_t*>(seg.addr), seg.len, writable);
   }
   c->nsegs += static_cast<uint32_t>(n);
   if (writable) {

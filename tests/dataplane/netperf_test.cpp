@@ -87,17 +87,24 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(to_string(i.param.workload)) + "_" + to_string(i.param.mode);
     });
 
+// A short tcp_stream run whose IOMMU paths (recycles, flushes, strict
+// batches) run many times.
+NetperfConfig short_tcp_stream(Mode m) {
+  NetperfConfig cfg;
+  cfg.workload = Workload::kTcpStream;
+  cfg.mode = m;
+  cfg.queue_size = 64;
+  cfg.lazy_recycle = 8;
+  cfg.lazy_flush = 8;
+  cfg.strict_batch = 8;
+  cfg.packets = 10000;
+  return cfg;
+}
+
 TEST(NetperfMultiQueue, TwoQueuePairsStrictAndLazy) {
   for (Mode m : {Mode::kStrict, Mode::kLazy}) {
-    NetperfConfig cfg;
-    cfg.workload = Workload::kTcpStream;
-    cfg.mode = m;
+    NetperfConfig cfg = short_tcp_stream(m);
     cfg.queue_pairs = 2;
-    cfg.queue_size = 64;
-    cfg.lazy_recycle = 8;
-    cfg.lazy_flush = 8;
-    cfg.strict_batch = 8;
-    cfg.packets = 10000;
     const NetperfResult r = run_netperf(cfg);
     EXPECT_TRUE(r.clean()) << to_string(m) << " corrupt=" << r.corrupt << " poison=" << r.poison_violations
                            << " bad=" << r.bad_chains << " failures=" << r.request_failures;
@@ -112,16 +119,9 @@ TEST(NetperfKnobs, RandomBuffersAndSpareIovaRecycles) {
   for (Mode m : {Mode::kIdentity, Mode::kLazy, Mode::kStrict}) {
     for (bool move : {true, false}) {
       if (m != Mode::kLazy && !move) continue;
-      NetperfConfig cfg;
-      cfg.workload = Workload::kTcpStream;
-      cfg.mode = m;
-      cfg.queue_size = 64;
-      cfg.lazy_recycle = 8;
-      cfg.lazy_flush = 8;
-      cfg.strict_batch = 8;
+      NetperfConfig cfg = short_tcp_stream(m);
       cfg.random_buffers = true;
       cfg.lazy_move = move;
-      cfg.packets = 10000;
       const NetperfResult r = run_netperf(cfg);
       SCOPED_TRACE(std::string(to_string(m)) + (move ? " moving" : " spare IOVA"));
       EXPECT_TRUE(r.clean()) << " corrupt=" << r.corrupt << " poison=" << r.poison_violations
