@@ -41,8 +41,8 @@
 // hints only: the walk re-reads and checks everything, and a hint
 // translates through Device::Burst::peek (no fault reported, no hit
 // counted; a miss is walked and filled, so the walk's own translation hits
-// and strict mode's fresh IOVAs are prefetched too). The price is ~13 ns of work
-// per chain where the guest's lines are already in this core's cache
+// and strict mode's fresh IOVAs are prefetched too). The price is ~15 ns of
+// work per chain where the guest's lines are already in this core's cache
 // (bench_virtqueue's *_no_lookahead variants); QueueConfig::lookahead turns
 // it off.
 //
@@ -132,7 +132,7 @@ struct QueueConfig {
   // (kUnmapped).
   bool hold_on_miss = false;
   // pop() prefetches the chains after the one it walks (see the design note
-  // above). Off saves ~13 ns per chain where the guest's lines are already in
+  // above). Off saves ~15 ns per chain where the guest's lines are already in
   // this core's cache (bench_virtqueue) and costs the cross-core misses back.
   bool lookahead = true;
 };
