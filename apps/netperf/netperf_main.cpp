@@ -6,7 +6,7 @@
 //                  [--queue-size N] [--seconds S] [--packets N] [--json]
 //                  [--lazy-recycle N] [--lazy-flush N] [--lazy-move 0|1] [--strict-batch N]
 //                  [--warmup S] [--window S] [--clean S] [--repeat N] [--pin]
-//                  [--random-buffers]
+//                  [--random-buffers] [--request-batch N] [--request-wait-us U]
 //
 // Default: tcp_stream in lazy mode (the vIOMMU on) for 2 seconds. A live
 // progress line goes to stderr; results go to stdout, one line per run
@@ -22,6 +22,9 @@
 // instead (NetperfConfig::lazy_move: what the requests cost without the move);
 // --random-buffers has the driver take a random free buffer, not the last one
 // freed, so the frames the device reads lie at no constant stride;
+// --request-batch N (default 32; 1: off) and --request-wait-us U (default
+// 1000) set how the device lcore, while busy with frames, holds virtio-iommu
+// requests for batching (NetperfConfig::request_batch);
 // --repeat N runs every workload's modes N times, interleaved (identity,
 // lazy, strict, identity, ..., and a last identity), and ends with a summary
 // per workload and mode: the median over the N runs and their spread ((max -
@@ -62,7 +65,7 @@ namespace {
                "usage: vxlate-netperf [--workload tcp_stream|udp_stream_64|tcp_rr|all] [--mode identity|lazy|strict|all]\n"
                "                      [--queue-pairs N] [--queue-size N] [--seconds S] [--packets N] [--json]\n"
                "                      [--lazy-recycle N] [--lazy-flush N] [--lazy-move 0|1] [--strict-batch N]\n"
-               "                      [--random-buffers]\n"
+               "                      [--random-buffers] [--request-batch N] [--request-wait-us U]\n"
                "                      [--warmup S] [--window S] [--clean S] [--repeat N] [--pin]\n",
                msg);
   std::exit(2);
@@ -263,6 +266,11 @@ int main(int argc, char** argv) {
       base.lazy_move = v == "1";
     } else if (a == "--lazy-flush") {
       base.lazy_flush = static_cast<uint32_t>(parse_uint("--lazy-flush", value(), 4096));
+    } else if (a == "--request-batch") {
+      base.request_batch = static_cast<uint32_t>(parse_uint("--request-batch", value(), 4096));
+      if (base.request_batch == 0) usage("bad value for --request-batch (1: off)");
+    } else if (a == "--request-wait-us") {
+      base.request_wait_us = static_cast<uint32_t>(parse_uint("--request-wait-us", value(), 1000000));
     } else if (a == "--strict-batch") {
       base.strict_batch = static_cast<uint32_t>(parse_uint("--strict-batch", value(), 4096));
     } else if (a == "--json") {

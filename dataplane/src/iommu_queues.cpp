@@ -56,11 +56,49 @@ void IommuQueues::scatter(const Chain& c, const uint8_t* src, uint32_t len) noex
   }
 }
 
-size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt) noexcept {
+bool IommuQueues::hold(bool idle) noexcept {
+  const uint16_t waiting = req_.available();
+  if (batching_.min_requests <= 1 || idle || waiting == 0 || waiting >= batching_.min_requests) {
+    holding_ = false;
+    return false;
+  }
+  if (kicked_) {
+    ++stats_.kicked;
+    holding_ = false;
+    return false;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (!holding_) {
+    holding_ = true;
+    held_since_ = now;
+  } else if (now - held_since_ >= batching_.max_wait) {
+    ++stats_.overdue;
+    holding_ = false;
+    return false;
+  }
+  ++stats_.held;
+  return true;
+}
+
+size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexcept {
   bool irq = false;
   size_t n = 0;
+  // acquire: pairs with notify()'s release. Loaded before begin() reads
+  // avail.idx, so the requests a kick seen here announced are all available.
+  const uint64_t bell = doorbell_.rings.load(std::memory_order_acquire);
+  if (bell != bell_seen_) {
+    bell_seen_ = bell;
+    kicked_ = true;
+  }
   // Every chain popped, good, bad or refused, counts against the burst.
-  if (req_.begin(kNoReader, engine::kMaxRequestBurst)) {
+  bool begun = req_.begin(kNoReader, engine::kMaxRequestBurst);
+  if (begun && batching_.min_requests > 1 && !kicks_armed_) {
+    // Ask for kicks before holding anything. Requests that arrived before the
+    // driver could see that may never be kicked for: serve them as if kicked.
+    kicks_armed_ = true;
+    kicked_ |= req_.enable_kicks();
+  }
+  if (begun && !hold(idle)) {
     // First every chain of the burst is popped and checked, and the first
     // line of each request struct prefetched: the guest wrote them on another
     // core, and their misses overlap instead of coming one per request.
@@ -73,6 +111,9 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt) noexcept {
         continue;
       }
       __builtin_prefetch(reinterpret_cast<const void*>(c.segs[0].addr));
+      // And the tail for writing: the device writes it after the burst, and
+      // a line fetched shared would need a second transfer to be written.
+      __builtin_prefetch(reinterpret_cast<const void*>(c.segs[c.nreadable].addr), 1);
       ++n;
     }
     for (size_t i = 0; i < n; ++i) {
@@ -104,6 +145,15 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt) noexcept {
       ++stats_.bursts;
     }
     irq |= req_.publish();
+    if (batching_.min_requests > 1) {
+      // Served all the kick asked for (or more wait: the next poll goes on).
+      kicked_ = kicked_ && req_.available() != 0;
+      // The driver's next sync must kick: avail_event at last_avail (or
+      // used.flags 0). When more arrived meanwhile, a sync among them may
+      // have looked at the old avail_event and not kicked: serve them as if
+      // it had (virtio's re-check after enabling notifications).
+      kicked_ |= req_.enable_kicks();
+    }
   }
   irq |= deliver_events();
   if (interrupt != nullptr) *interrupt = irq;

@@ -43,7 +43,8 @@ namespace detail {
 
 void check_config(const NetperfConfig& cfg) {
   if (cfg.queue_pairs == 0 || !dataplane::valid_queue_size(cfg.queue_size) || cfg.queue_size < 16 ||
-      cfg.lazy_recycle == 0 || cfg.lazy_flush == 0 || cfg.strict_batch == 0 || cfg.strict_batch > cfg.queue_size / 2)
+      cfg.lazy_recycle == 0 || cfg.lazy_flush == 0 || cfg.strict_batch == 0 || cfg.strict_batch > cfg.queue_size / 2 ||
+      cfg.request_batch == 0)
     throw std::runtime_error("netperf: bad configuration (queue size a power of two >= 16, batches >= 1)");
   if (!(cfg.warmup_seconds >= 0) || !(cfg.window_seconds > 0) || !(cfg.clean_seconds >= 0) ||
       (cfg.packets != 0 && (cfg.warmup_seconds > 0 || cfg.clean_seconds > 0)))

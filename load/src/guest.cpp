@@ -270,7 +270,9 @@ void record(std::vector<uint32_t>& v, uint64_t ticks) {
 
 Status IommuDriver::sync() {
   if (outstanding_ == 0) return Status::kOk;
-  q_.publish();  // the kick decision: a polling device needs none, the count still says what Linux would send
+  // The kick decision; without a notify hook (a device that polls without
+  // asking for kicks) the count still says what Linux would send.
+  if (q_.publish() && notify_) notify_();
   const uint64_t kicked = rtt_sink_ != nullptr ? now_() : 0;
   ++syncs_;
   while (outstanding_ > 0) {

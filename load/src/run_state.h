@@ -134,7 +134,10 @@ struct RunState {
         reqq(mem, 256, true, false),
         evq(mem, 64, true, false),
         iq(dev, reqq.device_config(false, EndpointId{0}), evq.device_config(false, EndpointId{0})),
-        iommu(mem, reqq, [this] { iq.poll(); }) {}
+        iommu(mem, reqq, [this] { iq.poll(); }) {
+    iq.set_batching({c.request_batch, std::chrono::microseconds(c.request_wait_us)});
+    iommu.set_notify([this] { iq.notify(); });  // the sync's kick, when the device asks for kicks
+  }
 
   bool iommu_on() const { return cfg.mode != Mode::kIdentity; }
   // Worker lcores: wait until the main lcore has set everything up.

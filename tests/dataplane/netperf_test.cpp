@@ -136,12 +136,33 @@ TEST(NetperfKnobs, RandomBuffersAndSpareIovaRecycles) {
   }
 }
 
+// The device's request batching off, on, and on with a max wait short enough
+// to fire: every mode stays clean (strict's poison checks included).
+TEST(NetperfKnobs, RequestBatching) {
+  for (Mode m : {Mode::kLazy, Mode::kStrict}) {
+    for (auto [batch, wait_us] : {std::pair{1u, 1000u}, {32u, 1000u}, {256u, 1u}}) {
+      NetperfConfig cfg = short_tcp_stream(m);
+      cfg.request_batch = batch;
+      cfg.request_wait_us = wait_us;
+      const NetperfResult r = run_netperf(cfg);
+      SCOPED_TRACE(std::string(to_string(m)) + " batch " + std::to_string(batch) + " wait " + std::to_string(wait_us));
+      EXPECT_TRUE(r.clean()) << " corrupt=" << r.corrupt << " poison=" << r.poison_violations
+                             << " bad=" << r.bad_chains << " failures=" << r.request_failures;
+      EXPECT_GE(r.packets, cfg.packets);
+      EXPECT_GT(r.unmap_requests, 0u);
+    }
+  }
+}
+
 TEST(NetperfConfig, RefusesWhatCannotRun) {
   NetperfConfig cfg;
   cfg.queue_size = 100;
   EXPECT_THROW(run_netperf(cfg), std::runtime_error);
   cfg.queue_size = 64;
   cfg.queue_pairs = 8;  // needs 9 lcores
+  EXPECT_THROW(run_netperf(cfg), std::runtime_error);
+  cfg.queue_pairs = 1;
+  cfg.request_batch = 0;
   EXPECT_THROW(run_netperf(cfg), std::runtime_error);
 }
 

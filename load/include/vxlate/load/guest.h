@@ -166,6 +166,11 @@ class IommuDriver {
   IommuDriver(GuestMemory& mem, DriverQueue& requestq, Idle idle);
   // Guest side.
   void set_idle(Idle idle) { idle_ = std::move(idle); }
+  // Setup only: called when sync() kicks the request queue (the device asked
+  // for kicks: avail_event or used.flags), e.g. IommuQueues::notify(). None by
+  // default: a polling device needs no kick, and kicks() still counts them.
+  using Notify = std::function<void()>;
+  void set_notify(Notify notify) { notify_ = std::move(notify); }
 
   // Guest side. viommu_add_req: queue one request (syncing first if the
   // queue is full).
@@ -208,6 +213,7 @@ class IommuDriver {
   GuestMemory& mem_;
   DriverQueue& q_;
   Idle idle_;
+  Notify notify_;
   uint64_t slots_gpa_ = 0;
   std::vector<uint32_t> free_slots_;
   std::vector<uint64_t> added_at_;  // per slot: now_() at its add, while recording

@@ -25,7 +25,10 @@
 // (dequeue_burst, a netserver-like peer that checks each frame and answers,
 // enqueue_burst), one IOTLB quiescent report per iteration, and between bursts
 // the virtio-iommu request queue (IommuQueues::poll with its own reader id, so
-// its cache applies the invalidations and the grace period skips it).
+// its cache applies the invalidations and the grace period skips it). While
+// its data queues keep it busy it holds requests for batching (request_batch,
+// request_wait_us; the guest's sync kicks the queue through
+// IommuQueues::notify), see vxlate/dataplane/iommu_queues.h.
 //
 // Workloads (netperf names): tcp_stream (64 KiB sends cut into 1448-byte MSS
 // frames; the peer returns one 66-byte ACK per two frames), udp_stream_64
@@ -107,6 +110,10 @@ struct NetperfConfig {
                                  // IOVA (requests, syncs and parking without the device
                                  // ever seeing a buffer at a new IOVA; a diagnostic)
   uint32_t strict_batch = 32;    // frames mapped/unmapped per sync (strict)
+  uint32_t request_batch = 32;   // while busy with frames, the device holds virtio-iommu
+                                 // requests until this many wait, the driver kicks, or
+  uint32_t request_wait_us = 1000;  // the oldest waited this long (IommuQueues::
+                                 // set_batching; request_batch 1: off)
   bool event_idx = true;
   bool indirect = true;
   // Called from the main lcore about every 0.5 s while running.
