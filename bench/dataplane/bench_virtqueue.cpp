@@ -70,7 +70,7 @@ bool request_ok(Device& dev, const std::vector<uint8_t>& req) {
   return dev.handle(req, tail) == tail.size() && test::tail_of(tail).status == 0;
 }
 
-void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead) {
+void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead, uint32_t burst = kQueue) {
   GuestMemory mem(kGpaBase, 16 << 20);
   Rcu rcu(1);
   Device dev(vxlate::engine::Config{}, rcu, 4096);
@@ -118,7 +118,7 @@ void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead) {
   for (auto _ : state) {
     const auto t0 = Clock::now();
     dev.iotlb().quiescent(reader);
-    if (!vq.begin(reader)) {
+    if (!vq.begin(reader, burst)) {
       state.SkipWithError("begin() failed");
       break;
     }
@@ -156,6 +156,8 @@ BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa, false, true);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, iova, true, true);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa_no_lookahead, false, false);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_no_lookahead, true, false);
+BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa_burst1, false, true, 1);
+BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_burst1, true, true, 1);
 
 }  // namespace
 

@@ -105,15 +105,22 @@ void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept 
   VXLATE_DCHECK(reader < dev.rcu_.max_readers(), "Device::Burst: reader id out of range");
   VXLATE_DCHECK(dev.rcu_.is_online(reader), "Device::Burst: a reader must be online (Iotlb::online) to translate");
   view_.end();  // the previous burst's hits
+  // The last region used stays when the memory table is the one the previous
+  // burst used (its version names one published table, and that table is
+  // current, so alive): a burst of one chain then starts on the fast path
+  // instead of searching the table for its first translation.
+  const MemTable::Snapshot* const prev_mem = dev_ == &dev ? mem_ : nullptr;
+  const uint64_t prev_version = stamp_.mem_version;
+  const MemRegion* const prev_region = last_region_;
   dev_ = &dev;
   reader_ = reader;
   ep_ = ep;
   dom_ = nullptr;
   stamp_ = Stamp{};
-  last_region_ = nullptr;
   pages_[0] = pages_[1] = PageMemo{};
   mem_ = dev.mem_.snapshot();
   stamp_.mem_version = mem_ != nullptr ? mem_->version : 0;
+  last_region_ = mem_ != nullptr && mem_ == prev_mem && stamp_.mem_version == prev_version ? prev_region : nullptr;
   if (!dev.endpoint_exists(ep.value)) return;  // kNone: iova_to_hva() says INVAL
   stamp_.mode = dev.resolve(ep.value, &dom_);
   if (stamp_.mode == kTranslate) {

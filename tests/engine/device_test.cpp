@@ -468,6 +468,37 @@ TEST_F(TranslateTest, BurstForgetsItsPageAtTheNextBegin) {
   drain();
 }
 
+// The memory region a burst last used carries over to the next burst while the
+// memory table is the same one (peek, which needs it, works before any
+// translation), and not once the table was replaced: the next burst finds the
+// GPA in the new table.
+TEST_F(TranslateTest, BurstKeepsItsRegionOnlyForTheSameMemoryTable) {
+  ASSERT_EQ(send(attach_req(1, 7)), kOk);
+  ASSERT_EQ(send(map_req(1, 0x10000, 0x11fff, 0x100000000, kRW)), kOk);
+  Device::Burst b;
+  Segment seg;
+  size_t n = 0;
+  dev_->iotlb().online(id_);
+  b.begin(*dev_, id_, EndpointId{7});
+  ASSERT_EQ(b.iova_to_hva(0x10000, 8, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
+  b.end();
+  b.begin(*dev_, id_, EndpointId{7});
+  EXPECT_EQ(b.peek(0x11040, 16, pagetable::kPermRead), reinterpret_cast<const uint8_t*>(0x7f0000001040));
+  b.end();
+  dev_->iotlb().offline(id_);
+  // The same GPAs at another host address.
+  const MemRegion moved[] = {{0x100000000, 0x100000, 0x7f2000000000}};
+  ASSERT_EQ(dev_->set_mem_table(moved), Status::kOk);
+  dev_->iotlb().online(id_);
+  b.begin(*dev_, id_, EndpointId{7});
+  EXPECT_EQ(b.peek(0x11040, 16, pagetable::kPermRead), nullptr) << "the old table's region";
+  ASSERT_EQ(b.iova_to_hva(0x10008, 8, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
+  EXPECT_EQ(seg.addr, 0x7f2000000008u);
+  b.end();
+  dev_->iotlb().offline(id_);
+  EXPECT_TRUE(drain().empty());
+}
+
 // Burst::peek(), the prefetch hint: the address iova_to_hva() gives; a miss
 // is walked and filled (the translation it prepares then hits), a fault is
 // not reported, a hit is not counted, and a range it cannot take in one
