@@ -64,7 +64,10 @@
 //    11 ATTACH    [b u8]  b bit 7: DETACH the endpoint from domain 1 + b % 2,
 //                 else ATTACH it there
 //    12 POLL      IommuQueues::poll() (request queue and event queue, size 8,
-//                 at fixed gpas; their buffers come from DESC and WRITE)
+//                 at fixed gpas; their buffers come from DESC and WRITE); op
+//                 bit 4: a busy caller, with request batching on from then on
+//                 (min 4, max_wait 0: a request is held for one poll at most);
+//                 bit 5: the driver kicked (notify()) first
 //   POP, UNPOP and KICKS outside a burst, and control steps inside one
 //   (which first end it), follow the threading contract: the harness is the
 //   one lcore that owns the queue and, between its bursts, the control thread.
@@ -109,6 +112,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -405,7 +409,7 @@ class Run {
   void unpop(uint8_t n);
   void end_burst();
   void kicks(bool enable);
-  void poll();
+  void poll(uint8_t op);
   void check_chain(const Chain& c) const;
   void check_entry(uint16_t pos, uint16_t head, uint32_t len, bool exact) const;
   void push(const Chain& c, uint32_t len);
@@ -729,7 +733,7 @@ void check_queue_burst(const Virtqueue& q, const VirtqueueStats& p) {
   FUZZ_CHECK((s.ring_faults - p.ring_faults) + (s.broken - p.broken) <= 1);
 }
 
-void Run::poll() {
+void Run::poll(uint8_t op) {
   if (burst_) end_burst();
   if (!iq_) {
     QueueConfig rq{kIommuQueueSize, kGpa + kReqDescOff, kGpa + kReqAvailOff, kGpa + kReqUsedOff};
@@ -740,14 +744,19 @@ void Run::poll() {
   const IommuQueueStats is = iq_->stats();
   bool irq = false;
   size_t n = 0;
+  const bool busy = (op & 0x10) != 0;
+  if (busy && iq_->batching().min_requests <= 1) iq_->set_batching({4, std::chrono::nanoseconds(0)});
+  if (op & 0x20) iq_->notify();
   if (self_control_) {
     go_online();
-    n = iq_->poll(h_.reader, &irq);
+    n = iq_->poll(h_.reader, &irq, !busy);
   } else {
     go_offline();
-    n = iq_->poll(Rcu::kNoReader, &irq);
+    n = iq_->poll(Rcu::kNoReader, &irq, !busy);
   }
   FUZZ_CHECK(n <= engine::kMaxRequestBurst);
+  FUZZ_CHECK(busy || iq_->stats().held == is.held);  // an idle poll holds nothing
+  FUZZ_CHECK(iq_->stats().held == is.held || n == 0);
   FUZZ_CHECK(iq_->requestq().stats().chains - rs.chains == n);
   FUZZ_CHECK(iq_->stats().requests - is.requests == n);
   FUZZ_CHECK(iq_->stats().bursts - is.bursts == (n != 0 ? 1u : 0u));
@@ -808,7 +817,7 @@ void Run::step(uint8_t op, Input* in) {
       control((a & 0x80) ? encoded(detach_req(1 + a % 2, kEndpoint)) : encoded(attach_req(1 + a % 2, kEndpoint)));
       window_a_ok_ = false;
       break;
-    case 12: poll(); break;
+    case 12: poll(op); break;
     default:  // 5, 13..15: POP
       if (!in->u8(&a) || !in->u16(&v)) return;
       pop_step(a, v);
