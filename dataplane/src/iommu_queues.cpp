@@ -96,6 +96,7 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
     // Ask for kicks before holding anything. Requests that arrived before the
     // driver could see that may never be kicked for: serve them as if kicked.
     kicks_armed_ = true;
+    armed_at_ = req_.last_avail();
     kicked_ |= req_.enable_kicks();
   }
   if (begun && !hold(idle)) {
@@ -149,10 +150,15 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
       // Served all the kick asked for (or more wait: the next poll goes on).
       kicked_ = kicked_ && req_.available() != 0;
       // The driver's next sync must kick: avail_event at last_avail (or
-      // used.flags 0). When more arrived meanwhile, a sync among them may
-      // have looked at the old avail_event and not kicked: serve them as if
-      // it had (virtio's re-check after enabling notifications).
-      kicked_ |= req_.enable_kicks();
+      // used.flags 0), rewritten only when this poll consumed something (a
+      // store to a line the driver reads, and a full fence). When more
+      // arrived meanwhile, a sync among them may have looked at the old
+      // avail_event and not kicked: serve them as if it had (virtio's
+      // re-check after enabling notifications).
+      if (req_.last_avail() != armed_at_) {
+        armed_at_ = req_.last_avail();
+        kicked_ |= req_.enable_kicks();
+      }
     }
   }
   irq |= deliver_events();

@@ -137,6 +137,7 @@ class IommuQueues {
   bool kicked_ = false;    // a kick seen and its requests not all served yet
   bool holding_ = false;   // requests held since held_since_
   bool kicks_armed_ = false;  // batching asked the driver for kicks
+  uint16_t armed_at_ = 0;     // last_avail when avail_event was last written
   std::chrono::steady_clock::time_point held_since_{};
   uint64_t bell_seen_ = 0;
   // Written by the driver's thread, read by each poll: a line of its own.
