@@ -22,7 +22,7 @@
 // instead (NetperfConfig::lazy_move: what the requests cost without the move);
 // --random-buffers has the driver take a random free buffer, not the last one
 // freed, so the frames the device reads lie at no constant stride;
-// --request-batch N (default 32; 1: off) and --request-wait-us U (default
+// --request-batch N (default 16; 1: off) and --request-wait-us U (default
 // 1000) set how the device lcore, while busy with frames, holds virtio-iommu
 // requests for batching (NetperfConfig::request_batch);
 // --repeat N runs every workload's modes N times, interleaved (identity,

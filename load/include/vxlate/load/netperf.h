@@ -110,7 +110,7 @@ struct NetperfConfig {
                                  // IOVA (requests, syncs and parking without the device
                                  // ever seeing a buffer at a new IOVA; a diagnostic)
   uint32_t strict_batch = 32;    // frames mapped/unmapped per sync (strict)
-  uint32_t request_batch = 32;   // while busy with frames, the device holds virtio-iommu
+  uint32_t request_batch = 16;   // while busy with frames, the device holds virtio-iommu
                                  // requests until this many wait, the driver kicks, or
   uint32_t request_wait_us = 1000;  // the oldest waited this long (IommuQueues::
                                  // set_batching; request_batch 1: off)
