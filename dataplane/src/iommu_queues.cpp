@@ -91,7 +91,7 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
     kicked_ = true;
   }
   // Every chain popped, good, bad or refused, counts against the burst.
-  bool begun = req_.begin(kNoReader, engine::kMaxRequestBurst);
+  const bool begun = req_.begin(kNoReader, engine::kMaxRequestBurst);
   if (begun && batching_.min_requests > 1 && !kicks_armed_) {
     // Ask for kicks before holding anything. Requests that arrived before the
     // driver could see that may never be kicked for: serve them as if kicked.
