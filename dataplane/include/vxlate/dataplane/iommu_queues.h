@@ -33,8 +33,8 @@
 // each served burst, or used.flags 0); requests that arrive while it rewrites
 // it are served as if kicked, since the driver may have missed the change.
 // A syncing driver waits for what is still held, so min_requests also bounds
-// that wait: vxlate-netperf's lazy guest spent 2% of its time in sync with 16,
-// 4.5% with 32 (bench/RESULTS.md). Holding delays no completion a kicking
+// that wait: vxlate-netperf's lazy guest spent 2-3% of its time in sync with
+// 16, 4-4.5% with 32 (bench/RESULTS.md). Holding delays no completion a kicking
 // driver waits for; it keeps an UNMAP's IOTLB entries until its burst is
 // served, which is lazy mode's promise anyway (the driver reuses no IOVA
 // before its sync completes).
