@@ -87,9 +87,12 @@ TEST(RcuDeferQueue, FreesOnlyAfterGracePeriod) {
 // A reader holds an object between two quiescent reports; the writer swaps the
 // pointer, synchronizes, and poisons the old object. The reader must never see
 // the poison while it holds the pointer. Coalesced: the readers report busy
-// bursts through quiescent_busy() (k = 4 and 64) and every 100th through
-// quiescent(), as an idle iteration would.
-void synchronize_covers_every_read_section(bool coalesced) {
+// bursts through quiescent_busy() (k = 4 and 64), or paced through
+// quiescent_paced() (a gap of 4 and 64 on a clock that counts bursts), and
+// every 100th through quiescent(), as an idle iteration would.
+enum class Busy { kEvery, kCoalesced, kPaced };
+
+void synchronize_covers_every_read_section(Busy busy) {
   struct Obj {
     std::atomic<uint64_t> value;
   };
@@ -112,10 +115,12 @@ void synchronize_covers_every_read_section(bool coalesced) {
         Obj* o = current.load(std::memory_order_acquire);  // pairs with the writer's release
         for (int i = 0; i < 16; ++i)
           if (o->value.load(std::memory_order_relaxed) == kPoison) violations.fetch_add(1);
-        if (coalesced && burst % 100 != 99)
-          rcu.quiescent_busy(id, k);
-        else
+        if (busy == Busy::kEvery || burst % 100 == 99)
           rcu.quiescent(id);
+        else if (busy == Busy::kCoalesced)
+          rcu.quiescent_busy(id, k);
+        else  // paced on the burst count as the clock: k bursts between acknowledgements
+          rcu.quiescent_paced(id, k, [burst] { return burst; });
       }
       rcu.offline(id);
       rcu.unregister_reader(id);
@@ -135,9 +140,13 @@ void synchronize_covers_every_read_section(bool coalesced) {
   EXPECT_EQ(violations.load(), 0);
 }
 
-TEST(Rcu, SynchronizeCoversEveryReadSection) { synchronize_covers_every_read_section(false); }
+TEST(Rcu, SynchronizeCoversEveryReadSection) { synchronize_covers_every_read_section(Busy::kEvery); }
 
-TEST(Rcu, SynchronizeCoversEveryReadSectionWithCoalescedReports) { synchronize_covers_every_read_section(true); }
+TEST(Rcu, SynchronizeCoversEveryReadSectionWithCoalescedReports) {
+  synchronize_covers_every_read_section(Busy::kCoalesced);
+}
+
+TEST(Rcu, SynchronizeCoversEveryReadSectionWithPacedReports) { synchronize_covers_every_read_section(Busy::kPaced); }
 
 TEST(Rcu, SynchronizeLeavesAnOfflineSelfOffline) {
   Rcu rcu(2);
@@ -261,6 +270,81 @@ TEST(Rcu, BusyReportsAcknowledgeOnTheKthPendingReport) {
     EXPECT_TRUE(rcu.check(t)) << "max_deferred " << k;
   }
   EXPECT_EQ(c.quiescent, 5);
+  rcu.offline(id);
+  rcu.unregister_reader(id);
+  rcu.detach(c);
+}
+
+TEST(Rcu, PacedReportsAcknowledgeAfterAQuietSpellAndThenOncePerGap) {
+  struct Counting : RcuClient {
+    int quiescent = 0;
+    void rcu_online(uint32_t) noexcept override {}
+    void rcu_quiescent(uint32_t) noexcept override { ++quiescent; }
+  };
+  Rcu rcu(1);
+  Counting c;
+  rcu.attach(c);
+  const uint32_t id = rcu.register_reader();
+  rcu.online(id);
+  uint64_t now = 1000;
+  int reads = 0;
+  auto clock = [&] {
+    ++reads;
+    return now;
+  };
+  constexpr uint64_t kGap = 100;
+  // No token pending: no clock read, nothing applied.
+  for (int i = 0; i < 5; ++i) rcu.quiescent_paced(id, kGap, clock);
+  EXPECT_EQ(reads, 0);
+  // A grace period after a quiet spell: acknowledged on the first report.
+  const uint64_t t1 = rcu.start();
+  rcu.quiescent_paced(id, kGap, clock);
+  EXPECT_TRUE(rcu.check(t1));
+  EXPECT_EQ(c.quiescent, 1);
+  EXPECT_EQ(reads, 1);
+  // The next one comes within the gap: deferred, the clock read on pending
+  // reports 1, 2, 4 and 8 only.
+  const uint64_t t2 = rcu.start();
+  reads = 0;
+  for (int i = 0; i < 10; ++i) {
+    now += 5;
+    rcu.quiescent_paced(id, kGap, clock);
+  }
+  EXPECT_FALSE(rcu.check(t2)) << "50 of a gap of 100";
+  EXPECT_EQ(c.quiescent, 1) << "nothing applied before the acknowledgement";
+  EXPECT_EQ(reads, 4);
+  // Past the gap: acknowledged on the next report that reads the clock
+  // (the 16th), and a newer token is taken with it.
+  now += 60;
+  const uint64_t t3 = rcu.start();
+  for (int i = 0; i < 5; ++i) rcu.quiescent_paced(id, kGap, clock);
+  EXPECT_FALSE(rcu.check(t3)) << "reports 11-15 do not read the clock";
+  rcu.quiescent_paced(id, kGap, clock);
+  EXPECT_TRUE(rcu.check(t3));
+  EXPECT_EQ(c.quiescent, 2);
+  EXPECT_EQ(reads, 5);
+  // An idle report acknowledges at once, whatever the gap.
+  const uint64_t t4 = rcu.start();
+  rcu.quiescent_paced(id, kGap, clock);
+  EXPECT_FALSE(rcu.check(t4)) << "just acknowledged";
+  rcu.quiescent(id);
+  EXPECT_TRUE(rcu.check(t4));
+  // So does going offline; a gap of 0 acknowledges on every report.
+  const uint64_t t5 = rcu.start();
+  rcu.quiescent_paced(id, kGap, clock);
+  EXPECT_FALSE(rcu.check(t5));
+  rcu.offline(id);
+  EXPECT_TRUE(rcu.check(t5));
+  rcu.online(id);
+  const uint64_t t6 = rcu.start();
+  rcu.quiescent_paced(id, 0, clock);
+  EXPECT_TRUE(rcu.check(t6));
+  // A clock that moved backwards (or wrapped) reads as a long gap: it
+  // acknowledges rather than defers without bound.
+  now -= 10;
+  const uint64_t t7 = rcu.start();
+  rcu.quiescent_paced(id, kGap, clock);
+  EXPECT_TRUE(rcu.check(t7));
   rcu.offline(id);
   rcu.unregister_reader(id);
   rcu.detach(c);

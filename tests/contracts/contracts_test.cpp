@@ -61,6 +61,18 @@ TEST_F(ContractsTest, BusyQuiescentReportInsideReadSection) {
       "inside a read section");
 }
 
+TEST_F(ContractsTest, PacedQuiescentReportInsideReadSection) {
+  EXPECT_DEATH(
+      {
+        Rcu rcu(1);
+        const uint32_t id = rcu.register_reader();
+        rcu.online(id);
+        const Rcu::ReadSection burst(rcu, id);
+        rcu.quiescent_paced(id, 100, [] { return uint64_t{0}; });
+      },
+      "inside a read section");
+}
+
 TEST_F(ContractsTest, BusyQuiescentReportWhileOffline) {
   EXPECT_DEATH(
       {

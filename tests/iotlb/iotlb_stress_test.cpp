@@ -11,10 +11,13 @@
 //   2. at the end of each burst, before the quiescent report, no translation
 //      still held belongs to a generation the writer has since declared dead:
 //      sync() cannot return while a burst that used it is under way.
-// Run twice: readers reporting every burst through quiescent(), and readers
-// coalescing acknowledgements through quiescent_busy() (a varying k, with an
-// idle quiescent() now and then), which must keep both promises.
+// Run three times: readers reporting every burst through quiescent(), readers
+// coalescing acknowledgements through quiescent_busy() (a varying k), and
+// readers pacing them through quiescent_paced() (a varying gap on the TSC),
+// the last two with an idle quiescent() now and then; all must keep both
+// promises.
 #include <gtest/gtest.h>
+#include <rte_cycles.h>
 
 #include <atomic>
 #include <barrier>
@@ -52,7 +55,7 @@ struct alignas(64) Slot {
   uint64_t gen = 0;  // writer-private: current generation, 0 = unmapped
 };
 
-enum class Reports { kEveryBurst, kCoalesced };
+enum class Reports { kEveryBurst, kCoalesced, kPaced };
 
 void stress(Reports reports) {
   Rcu rcu(kReaders);
@@ -97,10 +100,12 @@ void stress(Reports reports) {
         if (h.gen < slots[h.slot].dead_below.load(std::memory_order_acquire))
           stale.fetch_add(1, std::memory_order_relaxed);
       held.clear();
-      if (reports == Reports::kCoalesced && bursts % 16 != 15)
-        tlb.quiescent_busy(id, 1 + static_cast<uint32_t>(rng() % 8));
-      else
+      if (reports == Reports::kEveryBurst || bursts % 16 == 15)
         tlb.quiescent(id);
+      else if (reports == Reports::kCoalesced)
+        tlb.quiescent_busy(id, 1 + static_cast<uint32_t>(rng() % 8));
+      else  // gaps of 0 to ~4 us at a few GHz
+        tlb.quiescent_paced(id, rng() % 8192, [] { return rte_rdtsc(); });
       if (++bursts % 512 == 0) {  // idle now and then, as a poll loop does
         tlb.offline(id);
         std::this_thread::yield();
@@ -174,6 +179,8 @@ void stress(Reports reports) {
 TEST(IotlbStress, NoStaleTranslationAfterSync) { stress(Reports::kEveryBurst); }
 
 TEST(IotlbStress, NoStaleTranslationAfterSyncWithCoalescedReports) { stress(Reports::kCoalesced); }
+
+TEST(IotlbStress, NoStaleTranslationAfterSyncWithPacedReports) { stress(Reports::kPaced); }
 
 }  // namespace
 }  // namespace vxlate::iotlb

@@ -43,8 +43,12 @@
 // reader's time (bench/RESULTS.md, BM_HitUnderChurn). A busy reader may
 // therefore acknowledge on every k-th busy report instead: the same misses,
 // once per k bursts, for grace periods up to k - 1 bursts longer, as DPDK's
-// QSBR documentation leaves the reporting frequency to the application. An
-// idle report always acknowledges at once.
+// QSBR documentation leaves the reporting frequency to the application. Or it
+// may pace them by time (quiescent_paced): at most one acknowledgement per
+// min_gap of its own clock while grace periods keep coming, and at once for
+// one that follows a quiet spell, as Linux's RCU reports quiescent states
+// from its scheduler tick rather than at every context switch. An idle
+// report always acknowledges at once.
 //
 // Grace periods are vxlate's own code over rte_rcu_qsbr's reader counters:
 // start() is an atomic increment of the token, check() scans the registered
@@ -67,7 +71,7 @@
 //   - Any thread (internally locked): register_reader(), unregister_reader();
 //     no reader may be online across unregister_reader().
 //   - Reader side: online(), offline(), quiescent(), quiescent_busy(),
-//     quiescent_token(), ReadSection; wait-free, only by the thread that owns
+//     quiescent_paced(), quiescent_token(), ReadSection; wait-free, only by the thread that owns
 //     the id; checked in debug builds (id in range, online, no quiescent
 //     report inside a read section).
 //   - Writer side: start(), check(), synchronize(), wait(); any number of
@@ -200,6 +204,40 @@ class Rcu {
     acknowledge(id, token);
   }
 
+  // Reader side, wait-free: quiescent() for the report after a burst that did
+  // work, with acknowledgements paced by time rather than counted. A token
+  // new to this reader is acknowledged at once when this reader's last paced
+  // acknowledgement is at least `min_gap` old, and otherwise deferred; the
+  // next quiescent() or going offline acknowledges at once. `now()` is the
+  // caller's monotonic clock (TSC cycles in a data plane; `min_gap` in the
+  // same unit) and is read only on the 1st, 2nd, 4th, 8th, ... busy report
+  // in a row that finds a token pending, so a deferred grace period costs a
+  // burst one compare, and the reader's clock reads are logarithmic in the
+  // deferral. Hence: a grace period that follows a quiet spell of `min_gap`
+  // is acknowledged on the first report that sees it, as quiescent() would;
+  // under sustained churn this reader acknowledges at most once per
+  // `min_gap` (the gap between two acknowledgements lies between `min_gap`
+  // and about twice that, plus one burst), so what the churn costs it is
+  // bounded by its acknowledgement's cross-core misses times 1/min_gap,
+  // whatever rate the writers sync at, and each grace period waits up to
+  // about 2 * min_gap for it. Against quiescent_busy(k): the bound is on
+  // time, not bursts, so it holds whatever the burst length, and a lone
+  // grace period is not delayed. min_gap 0 acknowledges on every report.
+  template <typename Clock>
+  void quiescent_paced(uint32_t id, uint64_t min_gap, Clock&& now) noexcept {
+    check_quiescent_report(id);
+    const uint64_t token = quiescent_token();
+    // relaxed: the reader's own counter, only it stores it while online.
+    if (__atomic_load_n(&v_->qsbr_cnt[id].cnt, __ATOMIC_RELAXED) == token) return;
+    Local& l = local_[id];
+    const uint32_t d = ++l.deferred;
+    if ((d & (d - 1)) != 0) return;  // the clock is read on pending reports 1, 2, 4, 8, ...
+    const uint64_t t = now();
+    if (t - l.last_paced_ack < min_gap) return;
+    l.last_paced_ack = t;
+    acknowledge(id, token);
+  }
+
   // Reader side: marks a read section (one burst) for the debug checks, as
   // rte_rcu_qsbr_lock/unlock do under RTE_LIBRTE_RCU_DEBUG: a quiescent report
   // or going offline inside one fails VXLATE_DCHECK. Costs nothing without
@@ -313,7 +351,8 @@ class Rcu {
   std::atomic<uint32_t> nclients_{0};
   // Per reader, only that reader's thread touches its line.
   struct alignas(64) Local {
-    uint32_t deferred = 0;  // busy reports that found a token pending (quiescent_busy)
+    uint32_t deferred = 0;         // busy reports that found a token pending (quiescent_busy, _paced)
+    uint64_t last_paced_ack = 0;  // quiescent_paced(): when it last acknowledged, on the caller's clock
   };
   std::unique_ptr<Local[]> local_;
   // Debug builds: open read sections per reader (empty otherwise); only that

@@ -74,7 +74,8 @@
 // the writer wrote or read (the token, the record's slot, which carries its
 // log position so that no shared head is read, and its own acknowledgement
 // line, which the writer reads), and a reader may coalesce acknowledgements
-// (quiescent_busy) to pay them once per k bursts.
+// (quiescent_busy) to pay them once per k bursts, or pace them
+// (quiescent_paced) to pay them at most once per interval of its own time.
 //
 // Domain ids: a DomainId names one page table for the IOTLB's lifetime. Do not
 // reuse an id for another table while readers may still hold the old one: a
@@ -83,11 +84,12 @@
 //
 // Thread-safety contract (the fixed tags of docs/design.md):
 //   - Reader side: online(), offline(), quiescent(), quiescent_busy(),
-//     translate(), translate_burst(), epoch(), View; reader id = the caller's Rcu reader
-//     id, owned by one thread; wait-free apart from the page-table walk on a
-//     miss (also wait-free). quiescent() is Rcu::quiescent(): either, through
-//     any IOTLB of the Rcu, applies every attached IOTLB's invalidations. Once
-//     per poll-loop iteration, between bursts. Debug builds check the id and
+//     quiescent_paced(), translate(), translate_burst(), epoch(), View;
+//     reader id = the caller's Rcu reader id, owned by one thread;
+//     wait-free apart from the page-table walk on a miss (also wait-free).
+//     quiescent() is Rcu::quiescent(): either, through any IOTLB of the Rcu,
+//     applies every attached IOTLB's invalidations. Once per poll-loop
+//     iteration, between bursts. Debug builds check the id and
 //     that the reader is online.
 //   - Writer side: add_*(), sync(), pending(); one thread at a time per Iotlb
 //     (the device's control thread; checked in debug builds). sync() blocks
@@ -101,6 +103,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #define XXH_INLINE_ALL
@@ -165,6 +168,13 @@ class Iotlb : private RcuClient {
   // acknowledges a new grace period (and applies the invalidations) only on
   // the max_deferred-th busy report that finds one pending (see rcu.h).
   void quiescent_busy(uint32_t reader, uint32_t max_deferred) noexcept { rcu_.quiescent_busy(reader, max_deferred); }
+  // Reader side, after a burst that did work: Rcu::quiescent_paced(), which
+  // acknowledges new grace periods at most once per `min_gap` of `now()`
+  // while they keep coming, and at once after a quiet spell (see rcu.h).
+  template <typename Clock>
+  void quiescent_paced(uint32_t reader, uint64_t min_gap, Clock&& now) noexcept {
+    rcu_.quiescent_paced(reader, min_gap, std::forward<Clock>(now));
+  }
 
   // Reader side: translates one IOVA of domain `d`, whose page table is `pt`, for
   // access `need` (pagetable::Perm bits). OK: *t filled (t->out is the host
