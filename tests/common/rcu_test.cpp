@@ -218,14 +218,16 @@ TEST(Rcu, ClientsRunOnEveryNewTokenAndOnline) {
   rcu.detach(b);
 }
 
+// A client that counts the quiescent reports it is run in (one reader thread).
+struct CountingClient : RcuClient {
+  int quiescent = 0;
+  void rcu_online(uint32_t) noexcept override {}
+  void rcu_quiescent(uint32_t) noexcept override { ++quiescent; }
+};
+
 TEST(Rcu, BusyReportsAcknowledgeOnTheKthPendingReport) {
-  struct Counting : RcuClient {
-    int quiescent = 0;
-    void rcu_online(uint32_t) noexcept override {}
-    void rcu_quiescent(uint32_t) noexcept override { ++quiescent; }
-  };
   Rcu rcu(1);
-  Counting c;
+  CountingClient c;
   rcu.attach(c);
   const uint32_t id = rcu.register_reader();
   rcu.online(id);
@@ -276,13 +278,8 @@ TEST(Rcu, BusyReportsAcknowledgeOnTheKthPendingReport) {
 }
 
 TEST(Rcu, PacedReportsAcknowledgeAfterAQuietSpellAndThenOncePerGap) {
-  struct Counting : RcuClient {
-    int quiescent = 0;
-    void rcu_online(uint32_t) noexcept override {}
-    void rcu_quiescent(uint32_t) noexcept override { ++quiescent; }
-  };
   Rcu rcu(1);
-  Counting c;
+  CountingClient c;
   rcu.attach(c);
   const uint32_t id = rcu.register_reader();
   rcu.online(id);
