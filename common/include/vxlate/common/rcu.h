@@ -71,9 +71,9 @@
 //   - Any thread (internally locked): register_reader(), unregister_reader();
 //     no reader may be online across unregister_reader().
 //   - Reader side: online(), offline(), quiescent(), quiescent_busy(),
-//     quiescent_paced(), quiescent_token(), ReadSection; wait-free, only by the thread that owns
-//     the id; checked in debug builds (id in range, online, no quiescent
-//     report inside a read section).
+//     quiescent_paced(), quiescent_token(), ReadSection; wait-free, only by
+//     the thread that owns the id; checked in debug builds (id in range,
+//     online, no quiescent report inside a read section).
 //   - Writer side: start(), check(), synchronize(), wait(); any number of
 //     threads at once (each device's control thread), none of them an online
 //     reader unless it passes its own id to synchronize().
