@@ -39,7 +39,10 @@ vals = collections.defaultdict(lambda: collections.defaultdict(list))
 for f in sorted(glob.glob(sys.argv[1] + '/*.json')):
     side = re.match(r'.*_(base|head)_\d+\.json', f).group(1)
     for b in json.load(open(f))['benchmarks']:
-        v = b.get('ns_per_unmap') or b.get('reader_items_per_second') or b.get('items_per_second')
+        # BM_HitUnderChurn: the reader's ratio to its churn-free rate in the same
+        # run (from c7d78f1 on; an older base reports its wall rate instead,
+        # and that row then compares different figures).
+        v = b.get('ns_per_unmap') or b.get('reader_ratio') or b.get('reader_items_per_second') or b.get('items_per_second')
         if v: vals[b['name']][side].append(v)
 spread = lambda xs: (max(xs) - min(xs)) / statistics.median(xs) * 100
 for name, s in vals.items():

@@ -373,14 +373,13 @@ void BM_HitUnderChurn(benchmark::State& state, Reporting reporting) {
   alignas(64) std::atomic<bool> stop{false};
   alignas(64) std::atomic<bool> churning{false};
   alignas(64) std::atomic<bool> writer_done{false};
-  std::atomic<uint64_t> writer_ops{0};
-  std::atomic<int64_t> writer_active_ns{0};
+  // The writer's counts, read after join().
+  uint64_t writer_ops = 0;
+  std::chrono::steady_clock::duration writer_active{};
   // vxlate's writer must not run until the reader is registered: sync() would
   // not wait for it otherwise, which is allowed but not what is measured.
   ReaderScope<Impl> reader(*impl, reporting);
   std::thread writer([&] {
-    uint64_t ops = 0;
-    std::chrono::steady_clock::duration active{};
     size_t i = 0;
     while (!stop.load(std::memory_order_relaxed)) {
       churning.wait(false, std::memory_order_relaxed);  // the reader's notify wakes it
@@ -389,13 +388,10 @@ void BM_HitUnderChurn(benchmark::State& state, Reporting reporting) {
         const uint64_t p = churn.pages[i % churn.pages.size()];
         impl->insert(p, kLeaf4K, p + kOutOffset, kPermReadWrite);
         impl->invalidate(p, kLeaf4K);  // vxlate: unmap + add_invalidate + sync
-        ops += 2;
+        writer_ops += 2;
       }
-      active += std::chrono::steady_clock::now() - t0;
+      writer_active += std::chrono::steady_clock::now() - t0;
     }
-    writer_ops.store(ops, std::memory_order_relaxed);
-    writer_active_ns.store(std::chrono::duration_cast<std::chrono::nanoseconds>(active).count(),
-                           std::memory_order_relaxed);
     writer_done.store(true, std::memory_order_release);
   });
   auto thread_cpu_ns = [] {
@@ -455,11 +451,10 @@ void BM_HitUnderChurn(benchmark::State& state, Reporting reporting) {
   state.counters["items_per_second"] = rate(1);  // not SetItemsProcessed: that would count both kinds of slice
   state.counters["churn_free_items_per_second"] = rate(0);
   if (rate(0) > 0) state.counters["reader_ratio"] = rate(1) / rate(0);
-  const uint64_t ops = writer_ops.load(std::memory_order_relaxed);
   // Two ops (insert, invalidate) per sync.
-  if (ops != 0)
+  if (writer_ops != 0)
     state.counters["writer_ns_per_sync"] =
-        static_cast<double>(writer_active_ns.load(std::memory_order_relaxed)) * 2 / static_cast<double>(ops);
+        std::chrono::duration<double, std::nano>(writer_active).count() * 2 / static_cast<double>(writer_ops);
 }
 
 template <typename Impl>

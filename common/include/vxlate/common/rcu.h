@@ -211,9 +211,9 @@ class Rcu {
   // next quiescent() or going offline acknowledges at once. `now()` is the
   // caller's monotonic clock (TSC cycles in a data plane; `min_gap` in the
   // same unit) and is read only on the 1st, 2nd, 4th, 8th, ... busy report
-  // in a row that finds a token pending, so a deferred grace period costs a
-  // burst one compare, and the reader's clock reads are logarithmic in the
-  // deferral. Hence: a grace period that follows a quiet spell of `min_gap`
+  // in a row that finds a token pending, so a deferred report costs what
+  // quiescent_busy()'s does (two loads, an increment, a test), and the
+  // reader's clock reads are logarithmic in the deferral. Hence: a grace period that follows a quiet spell of `min_gap`
   // is acknowledged on the first report that sees it, as quiescent() would;
   // under sustained churn this reader acknowledges at most once per
   // `min_gap` (the gap between two acknowledgements lies between `min_gap`
