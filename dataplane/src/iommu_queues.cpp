@@ -92,12 +92,18 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
   }
   // Every chain popped, good, bad or refused, counts against the burst.
   const bool begun = req_.begin(kNoReader, engine::kMaxRequestBurst);
+  bool kicked_late = false;  // the arming re-check saw requests begin() did not
   if (begun && batching_.min_requests > 1 && !kicks_armed_) {
     // Ask for kicks before holding anything. Requests that arrived before the
-    // driver could see that may never be kicked for: serve them as if kicked.
+    // driver could see that may never be kicked for: serve them as if kicked,
+    // those begin() saw now, those that came after it in the next poll.
     kicks_armed_ = true;
     armed_at_ = req_.last_avail();
-    kicked_ |= req_.enable_kicks();
+    uint16_t idx = 0;
+    if (req_.enable_kicks(&idx)) {
+      kicked_ = true;
+      kicked_late = static_cast<uint16_t>(idx - req_.last_avail()) > req_.available();
+    }
   }
   if (begun && !hold(idle)) {
     // First every chain of the burst is popped and checked, and the first
@@ -148,7 +154,9 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
     irq |= req_.publish();
     if (batching_.min_requests > 1) {
       // Served all the kick asked for (or more wait: the next poll goes on).
-      kicked_ = kicked_ && req_.available() != 0;
+      // A kick for requests that came after begin() stands: this poll could
+      // not serve them, and nothing below re-checks when it consumed nothing.
+      kicked_ = (kicked_ && req_.available() != 0) || kicked_late;
       // The driver's next sync must kick: avail_event at last_avail (or
       // used.flags 0), rewritten only when this poll consumed something (a
       // store to a line the driver reads, and a full fence). When more

@@ -485,7 +485,7 @@ void Virtqueue::disable_kicks() noexcept {
   store16(used_.flags(), kUsedFlagNoNotify, std::memory_order_relaxed);
 }
 
-bool Virtqueue::enable_kicks() noexcept {
+bool Virtqueue::enable_kicks(uint16_t* avail_idx) noexcept {
   if (desc_ == nullptr) return false;
   if (cfg_.event_idx) {
     // seq_cst: ordered before the re-check of avail.idx below; pairs with the
@@ -494,7 +494,9 @@ bool Virtqueue::enable_kicks() noexcept {
   } else {
     store16(used_.flags(), 0, std::memory_order_seq_cst);
   }
-  return load16(avail_.idx(), std::memory_order_seq_cst) != last_avail_;
+  const uint16_t idx = load16(avail_.idx(), std::memory_order_seq_cst);
+  if (avail_idx != nullptr) *avail_idx = idx;
+  return idx != last_avail_;
 }
 
 }  // namespace vxlate::dataplane

@@ -599,5 +599,49 @@ TEST_F(BatchingTest, KickingDriverOnAnotherThread) {
   EXPECT_GE(iq->stats().kicked, 1u);
 }
 
+// The poll that first asks for kicks (batching just turned on) races with a
+// driver that publishes and decides its kick from the avail_event the device
+// last wrote, before batching. What the arming re-check saw beyond what that
+// poll's begin() saw must be served as kicked by a later poll: it once was
+// forgotten when the arming poll had nothing to serve, and the sync then waited
+// for max_wait (CI, TSan). Here batching goes off and on again after every
+// round, so every round's requests race with a fresh arming; a lost kick shows
+// as an overdue burst.
+TEST_F(BatchingTest, RequestsRacingTheFirstArmingAreServedAsKicked) {
+  const RequestBatching on{1000, std::chrono::milliseconds(200)};
+  drv->set_notify([this] { iq->notify(); });
+  drv->set_idle([] { std::this_thread::yield(); });
+  std::atomic<uint64_t> rounds_done{0};
+  std::atomic<bool> stop{false};
+  std::thread lcore([&] {
+    uint64_t seen = 0;
+    iq->set_batching(on);
+    // acquire: pairs with the release below; the driver is done.
+    while (!stop.load(std::memory_order_acquire)) {
+      // relaxed: only decides when to re-arm; the rings carry the data.
+      const uint64_t done = rounds_done.load(std::memory_order_relaxed);
+      if (done != seen) {
+        seen = done;
+        iq->set_batching({1, on.max_wait});  // off: serves what waits, writes no avail_event
+        iq->poll(Rcu::kNoReader, nullptr, kBusy);
+        iq->set_batching(on);  // the next poll arms
+      }
+      iq->poll(Rcu::kNoReader, nullptr, kBusy);
+    }
+  });
+  constexpr int kRounds = 4000;
+  for (int r = 0; r < kRounds; ++r) {
+    for (int i = 0; i <= r % 2; ++i) drv->add_map(1, 0x100000 + uint64_t(i) * 0x1000, 0x1000, gpa, kRW);
+    for (int i = 0; i <= r % 2; ++i) drv->add_unmap(1, 0x100000 + uint64_t(i) * 0x1000, 0x1000);
+    ASSERT_EQ(drv->sync(), Status::kOk);
+    rounds_done.fetch_add(1, std::memory_order_relaxed);
+  }
+  stop.store(true, std::memory_order_release);
+  lcore.join();
+  EXPECT_EQ(drv->failures(), 0u);
+  EXPECT_EQ(dev.mapping_count(), 0u);
+  EXPECT_EQ(iq->stats().overdue, 0u) << "a kick was lost";
+}
+
 }  // namespace
 }  // namespace vxlate::dataplane

@@ -230,9 +230,10 @@ class Virtqueue {
   bool publish() noexcept;
 
   // Reader side, after begin(): notification suppression (see file note).
-  // enable_kicks() returns true when more chains arrived meanwhile.
+  // enable_kicks() returns true when chains not yet popped are available
+  // (its re-check of avail.idx, which it also stores in *avail_idx when given).
   void disable_kicks() noexcept;
-  bool enable_kicks() noexcept;
+  bool enable_kicks(uint16_t* avail_idx = nullptr) noexcept;
 
   // Setup only (before the first begin()): the index of the next avail slot
   // and of the next used entry (vhost-user's SET_VRING_BASE), for a queue
