@@ -389,12 +389,17 @@ TEST_F(TranslateTest, BurstGivesTheResultsOfOneCallEach) {
     std::vector<Segment> segs;
     FaultEvent fault;
   };
-  auto pass = [&](bool use_burst, std::vector<Result>* out) {
+  // With `peek`, each translation of a burst is preceded by peeks at the next
+  // two accesses, as the virtqueue's lookahead does: a peek (which may walk
+  // and fill) must change no result.
+  auto pass = [&](bool use_burst, std::vector<Result>* out, bool peek = false) {
     out->clear();
     Device::Burst b;
     for (size_t i = 0; i < accesses.size(); ++i) {
       const Access& a = accesses[i];
       if (i % 32 == 0) b.begin(*dev_, id_, EndpointId{a.ep});
+      for (size_t j = i + 1; peek && j <= i + 2 && j / 32 == i / 32 && j < accesses.size(); ++j)
+        b.peek(accesses[j].iova, std::min<uint64_t>(accesses[j].len, 128), accesses[j].access);
       Segment segs[4];
       size_t n = 0;
       FaultEvent fault{};
@@ -412,8 +417,22 @@ TEST_F(TranslateTest, BurstGivesTheResultsOfOneCallEach) {
   const uint64_t hits1 = dev_->iotlb().reader_stats(id_).hits;
   pass(true, &bursts);
   const uint64_t hits2 = dev_->iotlb().reader_stats(id_).hits;
+  std::vector<Result> peeked;
+  pass(true, &peeked, true);
+  const uint64_t hits3 = dev_->iotlb().reader_stats(id_).hits;
   dev_->iotlb().offline(id_);
   ASSERT_EQ(calls.size(), bursts.size());
+  ASSERT_EQ(calls.size(), peeked.size());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ASSERT_EQ(bursts[i].st, peeked[i].st) << "access " << i;
+    ASSERT_EQ(bursts[i].segs.size(), peeked[i].segs.size()) << "access " << i;
+    for (size_t s = 0; s < bursts[i].segs.size(); ++s) {
+      EXPECT_EQ(bursts[i].segs[s].addr, peeked[i].segs[s].addr) << "access " << i;
+      EXPECT_EQ(bursts[i].segs[s].len, peeked[i].segs[s].len) << "access " << i;
+    }
+    EXPECT_EQ(bursts[i].fault.address, peeked[i].fault.address) << "access " << i;
+  }
+  EXPECT_EQ(hits3 - hits2, hits2 - hits1) << "a peek counts no hit, a translation it prepared one";
   int ok = 0, fault = 0, inval = 0;
   for (size_t i = 0; i < calls.size(); ++i) {
     const Access& a = accesses[i];
@@ -466,6 +485,35 @@ TEST_F(TranslateTest, BurstForgetsItsPageAtTheNextBegin) {
   b.end();
   dev_->iotlb().offline(id_);
   drain();
+}
+
+// Likewise a peek: a page peeked in one burst and unmapped before the next
+// faults there, and a page peeked for reading gives no write translation.
+TEST_F(TranslateTest, BurstForgetsWhatItPeekedAtTheNextBegin) {
+  ASSERT_EQ(send(attach_req(1, 7)), kOk);
+  ASSERT_EQ(send(map_req(1, 0x10000, 0x10fff, 0x100000000, kRW)), kOk);
+  ASSERT_EQ(send(map_req(1, 0x20000, 0x20fff, 0x100001000, kMapFlagRead)), kOk);
+  Device::Burst b;
+  Segment seg;
+  size_t n = 0;
+  dev_->iotlb().online(id_);
+  b.begin(*dev_, id_, EndpointId{7});
+  ASSERT_EQ(b.iova_to_hva(0x10000, 12, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);  // sets the region
+  EXPECT_EQ(b.peek(0x20040, 64, pagetable::kPermRead), reinterpret_cast<const uint8_t*>(0x7f0000001040));
+  EXPECT_EQ(b.iova_to_hva(0x20080, 64, pagetable::kPermWrite, {&seg, 1}, &n), Status::kFault);
+  ASSERT_EQ(b.iova_to_hva(0x20040, 64, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
+  EXPECT_EQ(seg.addr, 0x7f0000001040u);
+  EXPECT_EQ(b.peek(0x20100, 16, pagetable::kPermRead), reinterpret_cast<const uint8_t*>(0x7f0000001100));
+  b.end();
+  dev_->iotlb().offline(id_);
+  ASSERT_EQ(send(unmap_req(1, 0x20000, 0x20fff)), kOk);
+  dev_->iotlb().online(id_);
+  b.begin(*dev_, id_, EndpointId{7});
+  ASSERT_EQ(b.iova_to_hva(0x10000, 12, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
+  EXPECT_EQ(b.iova_to_hva(0x20100, 16, pagetable::kPermRead, {&seg, 1}, &n), Status::kFault);
+  b.end();
+  dev_->iotlb().offline(id_);
+  EXPECT_EQ(drain().size(), 2u);  // the write to a read-only page, the unmapped page
 }
 
 // The memory region a burst last used carries over to the next burst while the
