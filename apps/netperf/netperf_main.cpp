@@ -7,6 +7,7 @@
 //                  [--lazy-recycle N] [--lazy-flush N] [--lazy-move 0|1] [--strict-batch N]
 //                  [--warmup S] [--window S] [--clean S] [--repeat N] [--pin]
 //                  [--random-buffers] [--request-batch N] [--request-wait-us U]
+//                  [--pair lazy|strict [--slice S]]
 //
 // Default: tcp_stream in lazy mode (the vIOMMU on) for 2 seconds. A live
 // progress line goes to stderr; results go to stdout, one line per run
@@ -33,8 +34,16 @@
 // around it where those agree; runs are grouped by the lcore round trip the
 // run probed (where the host put the vCPUs), and runs that did not get their
 // CPUs or were moved are left out (print_summary() below).
+// --pair MODE runs identity and MODE side by side, in turns of --slice
+// seconds (default 0.02) on the same two lcores, and prints MODE's speed
+// against identity from the slices: the median of each MODE slice against
+// the identity slices around it (run_netperf_paired in netperf.h; --seconds
+// and --clean then count per mode, --warmup too); with --repeat N, N pairs
+// per workload, each set up afresh (alternately the mode's run first), and
+// the median and range of the pairs' figures.
 // bench/netperf.sh runs it with the settings of BM_Netperf.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -66,7 +75,8 @@ namespace {
                "                      [--queue-pairs N] [--queue-size N] [--seconds S] [--packets N] [--json]\n"
                "                      [--lazy-recycle N] [--lazy-flush N] [--lazy-move 0|1] [--strict-batch N]\n"
                "                      [--random-buffers] [--request-batch N] [--request-wait-us U]\n"
-               "                      [--warmup S] [--window S] [--clean S] [--repeat N] [--pin]\n",
+               "                      [--warmup S] [--window S] [--clean S] [--repeat N] [--pin]\n"
+               "                      [--pair lazy|strict [--slice S]]\n",
                msg);
   std::exit(2);
 }
@@ -203,6 +213,117 @@ void print_summary(const std::vector<Workload>& workloads, const std::vector<Mod
   }
 }
 
+// One run's result line (or JSON object).
+void print_run(const NetperfConfig& cfg, const NetperfResult& r, bool json) {
+  const Workload w = cfg.workload;
+  const Mode m = cfg.mode;
+  if (json) {
+    std::printf("%s\n", to_json(cfg, r).c_str());
+  } else {
+    std::printf("%-13s %-8s qp=%u  %10.0f pkt/s  %7.3f Gbit/s  %9.0f xlate/s  map %8.0f/s  unmap %8.0f/s  "
+                "%6.1f unmaps/sync  iotlb hit %5.1f%%",
+                to_string(w), to_string(m), unsigned{cfg.queue_pairs}, r.pps(), r.gbps(),
+                r.translations / r.seconds, r.map_requests / r.seconds, r.unmap_requests / r.seconds,
+                r.unmaps_per_sync(), 100 * r.hit_rate());
+    if (w == Workload::kTcpRr) std::printf("  rtt p50 %.1f us p99 %.1f us", r.rr_p50_us, r.rr_p99_us);
+    if (r.request_round_trips != 0)
+      std::printf("  request rtt p50/p99 %.2f/%.2f us from add, %.2f/%.2f us from kick (device %.0f ns each)",
+                  r.request_rtt_p50_us, r.request_rtt_p99_us, r.request_kick_p50_us, r.request_kick_p99_us,
+                  r.device_ns_per_request);
+    std::printf("  | device busy %.0f%% (requests %.0f%%, %.1f frames per busy iteration), guest in sync_req %.0f%%",
+                100 * r.device_busy_share, 100 * r.device_request_share, r.device_frames_per_busy_iter,
+                100 * r.guest_sync_share);
+    std::printf("  | lcore rtt %.0f/%.0f ns, cpu guest %.0f%% device %.0f%%, clean windows %llu/%llu: "
+                "%10.0f pkt/s, cyc/frame device %.0f guest %.0f, device offline %llu%s\n",
+                r.lcore_rtt_ns_before, r.lcore_rtt_ns_after, 100 * r.guest_cpu_share, 100 * r.device_cpu_share,
+                static_cast<unsigned long long>(r.clean_windows), static_cast<unsigned long long>(r.windows),
+                r.clean_pps, r.device_cycles_per_frame, r.guest_cycles_per_frame,
+                static_cast<unsigned long long>(r.device_offline), r.clean() ? "" : "  NOT CLEAN");
+    if (!r.clean())
+      std::printf("  corrupt=%llu poison_violations=%llu bad_chains=%llu request_failures=%llu\n",
+                  static_cast<unsigned long long>(r.corrupt), static_cast<unsigned long long>(r.poison_violations),
+                  static_cast<unsigned long long>(r.bad_chains),
+                  static_cast<unsigned long long>(r.request_failures));
+  }
+}
+
+// The --pair --repeat summary of one workload: the pairs grouped by
+// placement (their slices' median lcore round trip, clustered as in
+// print_summary(): the ratio itself moves with the placement), per group the
+// median and range of the pairs' medians. pairs: {rtt ns, x frames/s, x
+// device cycles, x guest cycles} per pair.
+void print_paired_summary(Workload w, Mode mode, unsigned long repeat, std::vector<std::array<double, 4>> pairs) {
+  std::sort(pairs.begin(), pairs.end());
+  for (size_t i = 0; i < pairs.size();) {
+    size_t j = i + 1;
+    while (j < pairs.size() && pairs[j][0] <= 1.4 * pairs[j - 1][0]) ++j;
+    std::printf("paired %-13s %s / identity at lcore rtt %.0f-%.0f ns, %zu of %lu pairs (each set up afresh):",
+                to_string(w), to_string(mode), pairs[i][0], pairs[j - 1][0], j - i, repeat);
+    const char* names[] = {"", "x frames/s", "device cyc/frame", "guest cyc/frame"};
+    for (size_t f = 1; f < 4; ++f) {
+      std::vector<double> v;
+      for (size_t k = i; k < j; ++k) v.push_back(pairs[k][f]);
+      const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+      std::printf(" %s %.3f [%.3f..%.3f]", names[f], median(v), *lo, *hi);
+    }
+    std::printf(" (median [min..max] of the pairs' medians)\n");
+    i = j;
+  }
+}
+
+// --pair: per workload, identity and the mode in turns of --slice seconds
+// (run_netperf_paired), each run's line, then the mode against identity from
+// the slices (PairedSummary). False when a run failed or was not clean.
+bool run_paired(const NetperfConfig& base, const std::vector<Workload>& workloads, Mode mode, double slice,
+                unsigned long repeat, bool json) {
+  bool all_clean = true;
+  for (Workload w : workloads) {
+    std::vector<std::array<double, 4>> pairs;  // each pair's lcore round trip and medians
+    for (unsigned long round = 0; round < repeat; ++round) {
+      NetperfConfig a = base, b = base;
+      a.workload = b.workload = w;
+      a.mode = Mode::kIdentity;
+      b.mode = mode;
+      PairedResult res;
+      try {
+        res = run_netperf_paired(a, b, slice, round % 2 == 1);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "vxlate-netperf: %s\n", e.what());
+        return false;
+      }
+      all_clean &= res.a.clean() && res.b.clean();
+      print_run(a, res.a, json);
+      print_run(b, res.b, json);
+      const PairedSummary& x = res.summary;
+      size_t clean = 0;
+      for (const PairedSlice& sl : res.slices) clean += sl.clean;
+      if (json) {
+        std::printf("{\"paired\":\"%s/%s\",\"workload\":\"%s\",\"slice_seconds\":%.4f,\"slices\":%zu,"
+                    "\"clean_slices\":%zu,\"triples\":%zu,\"counted\":%zu,\"lcore_rtt_ns\":%.1f,"
+                    "\"x_pps\":[%.4f,%.4f,%.4f],\"x_device_cycles\":[%.4f,%.4f,%.4f],"
+                    "\"x_guest_cycles\":[%.4f,%.4f,%.4f]}\n",
+                    to_string(mode), to_string(Mode::kIdentity), to_string(w), slice, res.slices.size(), clean,
+                    x.triples, x.counted, x.rtt_ns_median, x.pps.p25, x.pps.median, x.pps.p75, x.device_cycles.p25,
+                    x.device_cycles.median, x.device_cycles.p75, x.guest_cycles.p25, x.guest_cycles.median,
+                    x.guest_cycles.p75);
+      } else {
+        std::printf("paired %-13s %s / identity, %.0f ms slices: x frames/s %.3f [%.3f..%.3f], device cyc/frame "
+                    "%.3f [%.3f..%.3f], guest cyc/frame %.3f [%.3f..%.3f] (median [quartiles] of %zu triples counted, "
+                    "of %zu; %zu of %zu slices clean; lcore rtt median %.0f ns)\n",
+                    to_string(w), to_string(mode), slice * 1e3, x.pps.median, x.pps.p25, x.pps.p75,
+                    x.device_cycles.median, x.device_cycles.p25, x.device_cycles.p75, x.guest_cycles.median,
+                    x.guest_cycles.p25, x.guest_cycles.p75, x.counted, x.triples, clean, res.slices.size(),
+                    x.rtt_ns_median);
+      }
+      std::fflush(stdout);
+      if (x.counted != 0)
+        pairs.push_back({x.rtt_ns_median, x.pps.median, x.device_cycles.median, x.guest_cycles.median});
+    }
+    if (repeat > 1 && !json) print_paired_summary(w, mode, repeat, pairs);
+  }
+  return all_clean;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -212,6 +333,9 @@ int main(int argc, char** argv) {
   bool json = false;
   bool pin = false;
   unsigned long repeat = 1;
+  bool paired = false;
+  Mode pair_mode = Mode::kLazy;
+  double slice = 0.02;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&]() -> const char* {
@@ -250,6 +374,11 @@ int main(int argc, char** argv) {
       base.clean_seconds = parse_seconds("--clean", value(), 0);
     } else if (a == "--window") {
       base.window_seconds = parse_seconds("--window", value(), 1e-4);
+    } else if (a == "--pair") {
+      if (!parse_mode(value(), &pair_mode) || pair_mode == Mode::kIdentity) usage("bad value for --pair (lazy or strict)");
+      paired = true;
+    } else if (a == "--slice") {
+      slice = parse_seconds("--slice", value(), 1e-4);
     } else if (a == "--repeat") {
       repeat = parse_uint("--repeat", value(), 1000);
     } else if (a == "--pin") {
@@ -283,7 +412,14 @@ int main(int argc, char** argv) {
   }
   if (base.packets != 0 && (base.warmup_seconds > 0 || base.clean_seconds > 0))
     usage("--warmup and --clean need a run length in --seconds, not --packets");
+  if (paired && (base.packets != 0 || base.queue_pairs != 1))
+    usage("--pair needs one queue pair and a run length in --seconds");
   if (!init_eal(argv[0], base.queue_pairs + 1u, pin)) return 1;
+  if (paired) {
+    const bool ok = run_paired(base, workloads, pair_mode, slice, repeat, json);
+    rte_eal_cleanup();
+    return ok ? 0 : 1;
+  }
   const bool tty = isatty(2);
   bool all_clean = true;
   std::vector<std::pair<NetperfConfig, NetperfResult>> runs;
@@ -321,34 +457,7 @@ int main(int argc, char** argv) {
     all_clean &= r.clean();
     cfg.progress = nullptr;
     runs.emplace_back(cfg, r);
-    if (json) {
-      std::printf("%s\n", to_json(cfg, r).c_str());
-    } else {
-      std::printf("%-13s %-8s qp=%u  %10.0f pkt/s  %7.3f Gbit/s  %9.0f xlate/s  map %8.0f/s  unmap %8.0f/s  "
-                  "%6.1f unmaps/sync  iotlb hit %5.1f%%",
-                  to_string(w), to_string(m), unsigned{cfg.queue_pairs}, r.pps(), r.gbps(),
-                  r.translations / r.seconds, r.map_requests / r.seconds, r.unmap_requests / r.seconds,
-                  r.unmaps_per_sync(), 100 * r.hit_rate());
-      if (w == Workload::kTcpRr) std::printf("  rtt p50 %.1f us p99 %.1f us", r.rr_p50_us, r.rr_p99_us);
-      if (r.request_round_trips != 0)
-        std::printf("  request rtt p50/p99 %.2f/%.2f us from add, %.2f/%.2f us from kick (device %.0f ns each)",
-                    r.request_rtt_p50_us, r.request_rtt_p99_us, r.request_kick_p50_us, r.request_kick_p99_us,
-                    r.device_ns_per_request);
-      std::printf("  | device busy %.0f%% (requests %.0f%%, %.1f frames per busy iteration), guest in sync_req %.0f%%",
-                  100 * r.device_busy_share, 100 * r.device_request_share, r.device_frames_per_busy_iter,
-                  100 * r.guest_sync_share);
-      std::printf("  | lcore rtt %.0f/%.0f ns, cpu guest %.0f%% device %.0f%%, clean windows %llu/%llu: "
-                  "%10.0f pkt/s, cyc/frame device %.0f guest %.0f, device offline %llu%s\n",
-                  r.lcore_rtt_ns_before, r.lcore_rtt_ns_after, 100 * r.guest_cpu_share, 100 * r.device_cpu_share,
-                  static_cast<unsigned long long>(r.clean_windows), static_cast<unsigned long long>(r.windows),
-                  r.clean_pps, r.device_cycles_per_frame, r.guest_cycles_per_frame,
-                  static_cast<unsigned long long>(r.device_offline), r.clean() ? "" : "  NOT CLEAN");
-      if (!r.clean())
-        std::printf("  corrupt=%llu poison_violations=%llu bad_chains=%llu request_failures=%llu\n",
-                    static_cast<unsigned long long>(r.corrupt), static_cast<unsigned long long>(r.poison_violations),
-                    static_cast<unsigned long long>(r.bad_chains),
-                    static_cast<unsigned long long>(r.request_failures));
-    }
+    print_run(cfg, r, json);
     std::fflush(stdout);
   }
   if (repeat > 1 && !json) print_summary(workloads, modes, runs, repeat);

@@ -17,8 +17,11 @@
 // kBatch round trips, and the fastest batch is the figure (a batch the
 // scheduler interrupted is slower, never faster).
 //
+// Paired runs (netperf.h) probe before every slice, with fewer batches.
+//
 // Thread-safety contract: probe_ask() on the main lcore and probe_answer()
-// on the device lcore, the same number of times, with the same `round`.
+// on the device lcore, the same number of times, with the same `round` and
+// `batches`.
 #pragma once
 
 #include <algorithm>
@@ -37,14 +40,14 @@ struct alignas(64) ProbeLine {
 
 inline constexpr uint32_t kProbeBatches = 32;
 inline constexpr uint32_t kProbeBatch = 64;
-inline constexpr uint32_t kProbeTrips = kProbeBatches * kProbeBatch;
 
-// Main lcore. Probe number `round` (0, 1, ...); returns TSC cycles per round trip.
-inline double probe_ask(ProbeLine& line, uint32_t round) {
-  uint32_t s = round * 2 * kProbeTrips;
+// Main lcore. Probe number `round` (0, 1, ...) of `batches` batches; returns
+// TSC cycles per round trip.
+inline double probe_ask(ProbeLine& line, uint32_t round, uint32_t batches = kProbeBatches) {
+  uint32_t s = round * 2 * batches * kProbeBatch;
   uint64_t best = UINT64_MAX;
   Backoff backoff;
-  for (uint32_t b = 0; b < kProbeBatches; ++b) {
+  for (uint32_t b = 0; b < batches; ++b) {
     const uint64_t t0 = rte_rdtsc();
     for (uint32_t i = 0; i < kProbeBatch; ++i, s += 2) {
       // release/acquire: the two halves of one round trip; they order nothing else.
@@ -57,11 +60,12 @@ inline double probe_ask(ProbeLine& line, uint32_t round) {
   return double(best) / kProbeBatch;
 }
 
-// Device lcore. Answers every round trip of probe number `round`.
-inline void probe_answer(ProbeLine& line, uint32_t round) {
-  uint32_t s = round * 2 * kProbeTrips;
+// Device lcore. Answers every round trip of probe number `round` (the same
+// `batches` as the probe_ask() it answers).
+inline void probe_answer(ProbeLine& line, uint32_t round, uint32_t batches = kProbeBatches) {
+  uint32_t s = round * 2 * batches * kProbeBatch;
   Backoff backoff;
-  for (uint32_t i = 0; i < kProbeTrips; ++i, s += 2) {
+  for (uint32_t i = 0; i < batches * kProbeBatch; ++i, s += 2) {
     // acquire/release: pair with probe_ask().
     while (line.seq.load(std::memory_order_acquire) != s + 1) backoff.idle();
     backoff.reset();

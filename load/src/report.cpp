@@ -55,16 +55,21 @@ void Windows::read_cpu(std::vector<uint64_t>& ns) const {
 }
 
 void Windows::start(uint64_t tsc) {
-  t_start_ = tsc_ = tsc;
+  t_start_ = tsc;
+  resume(tsc);
+  cpu_start_ = cpu_;
+}
+
+void Windows::resume(uint64_t tsc) {
+  tsc_ = tsc;
   next_ = tsc + period_;
   read_cpu(cpu_);
-  cpu_start_ = cpu_;
   // relaxed: live counts, owner-written (see DeviceLive, GuestQp::busy_cycles).
   frames_ = run_.device_live.frames.load(std::memory_order_relaxed);
   device_busy_ = run_.device_live.busy_cycles.load(std::memory_order_relaxed);
   guest_busy_ = 0;
   for (auto& g : run_.guests) guest_busy_ += g->busy_cycles.load(std::memory_order_relaxed);
-  prev_served_ = true;  // the warm-up ran before
+  prev_served_ = true;  // a warm-up (or a paired run's settling) ran before
 }
 
 void Windows::sample(uint64_t tsc) {
@@ -189,7 +194,9 @@ NetperfResult collect(RunState& run, uint64_t t_begin, uint64_t t1, const IommuB
   r.device_busy_share = iters ? double(d.busy_iters - base.c.busy_iters) / double(iters) : 0;
   if (const uint64_t busy = d.busy_iters - base.c.busy_iters; busy != 0)
     r.device_frames_per_busy_iter = double(d.frames - base.c.frames) / double(busy);
-  r.device_request_share = d.cycles ? double(d.request_cycles - base.c.request_cycles) / double(d.cycles) : 0;
+  const uint64_t device_cycles = d.cycles - base.c.cycles;
+  r.device_request_share =
+      device_cycles ? double(d.request_cycles - base.c.request_cycles) / double(device_cycles) : 0;
   r.device_offline = d.offline - base.c.offline;
   if (const uint64_t reqs = r.map_requests + r.unmap_requests; reqs != 0)
     r.device_ns_per_request = double(d.request_cycles - base.c.request_cycles) * 1e9 / double(hz) / double(reqs);

@@ -38,6 +38,11 @@ class Windows {
   }
   // TSC cycles of clean windows so far.
   uint64_t clean_cycles() const { return clean_cycles_; }
+  // Paired runs (netperf.h): the run stops moving at the end of its slice
+  // (the partial window is dropped) and moves again from tsc, where the next
+  // window starts; the time between is in no window.
+  void pause() { next_ = UINT64_MAX; }
+  void resume(uint64_t tsc);
   // The measured interval ends at tsc (CPU shares; a partial window is dropped).
   void stop(uint64_t tsc);
   // The clean-window figures and CPU shares into r.

@@ -1,7 +1,7 @@
-// run_netperf(): the main lcore's part of a run. It builds the RunState,
-// sets the guest up (ATTACH, ring and lazy-mode MAPs, serviced by the guest's
-// own sync() while no device lcore runs yet), builds the device's NetDevice,
-// launches the device lcore and guest queue pairs 1.. and waits until they
+// run_netperf(): the main lcore's part of a run. set_up_run() builds the
+// RunState, sets the guest up (ATTACH, ring and lazy-mode MAPs, serviced by
+// the guest's own sync() while no device lcore runs yet) and builds the
+// device's NetDevice; run_netperf() launches the device lcore and guest queue pairs 1.. and waits until they
 // run, probes the lcore round trip (lcore_probe.h), then starts the clock:
 // it runs guest queue pair 0 itself through the warm-up and the measured
 // interval (taking the base counts and the clean windows, netperf.h's
@@ -43,23 +43,20 @@ namespace {
 constexpr size_t kMaxRequestRttSamples = size_t{1} << 20;
 }  // namespace
 
-NetperfResult run_netperf(const NetperfConfig& cfg) {
-  const uint64_t t_call = rte_rdtsc();
+std::unique_ptr<RunState> detail::set_up_run(const NetperfConfig& cfg) {
   check_config(cfg);
   static std::atomic<unsigned> run_id{0};
   const uint64_t per_qp = 2 * (cfg.queue_size + std::max(cfg.lazy_flush, cfg.strict_batch) + 8) * kPage +
                           2 * (dataplane::desc_bytes(cfg.queue_size) * (1 + DriverQueue::kMaxIndirect) + 3 * kPage);
-  RunState run(cfg, ((uint64_t{cfg.queue_pairs} * per_qp + (8 << 20)) + kPage - 1) & ~(kPage - 1));
+  auto state = std::make_unique<RunState>(
+      cfg, ((uint64_t{cfg.queue_pairs} * per_qp + (8 << 20)) + kPage - 1) & ~(kPage - 1));
+  RunState& run = *state;
   if (run.dev.set_mem_table(std::array<engine::MemRegion, 1>{run.mem.region()}) != Status::kOk)
     throw std::runtime_error("netperf: memory table refused");
   const std::string pool = "vxlate_np" + std::to_string(run_id.fetch_add(1));
   run.mp = rte_pktmbuf_pool_create(pool.c_str(), 8191, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                    static_cast<int>(rte_socket_id()));
   if (run.mp == nullptr) throw std::runtime_error("netperf: mbuf pool: " + std::string(rte_strerror(rte_errno)));
-  struct PoolFree {
-    rte_mempool* mp;
-    ~PoolFree() { rte_mempool_free(mp); }
-  } pool_free{run.mp};
 
   // Setup on the main lcore: it services the request queue itself while the
   // device lcore is not running yet.
@@ -80,7 +77,13 @@ NetperfResult run_netperf(const NetperfConfig& cfg) {
     run.request_rtts.from_kick.reserve(kMaxRequestRttSamples);
     run.iommu.record_round_trips(&run.request_rtts, [] { return rte_rdtsc(); });
   }
+  return state;
+}
 
+NetperfResult run_netperf(const NetperfConfig& cfg) {
+  const uint64_t t_call = rte_rdtsc();
+  const std::unique_ptr<RunState> state = set_up_run(cfg);
+  RunState& run = *state;
   // release: pairs with each worker's acquire in wait_setup(); setup is visible.
   run.setup_done.store(true, std::memory_order_release);
   std::vector<unsigned> workers;
@@ -157,8 +160,6 @@ NetperfResult run_netperf(const NetperfConfig& cfg) {
   r.setup_seconds = double(t0 - t_call) / double(hz);
   r.lcore_rtt_ns_before = rtt_before * 1e9 / double(hz);
   r.lcore_rtt_ns_after = rtt_after * 1e9 / double(hz);
-  run.rcu.unregister_reader(run.reader);
-  run.net.reset();
   return r;
 }
 

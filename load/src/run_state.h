@@ -48,7 +48,7 @@ struct DeviceCounters {
   uint64_t iters = 0;
   uint64_t busy_iters = 0;
   uint64_t frames = 0;          // data frames (RR: requests) dequeued
-  uint64_t cycles = 0;          // from the start of the measured interval to the stop
+  uint64_t cycles = 0;          // TSC cycles of this run's poll iterations (paired runs: its turns only)
   uint64_t request_cycles = 0;
   uint64_t offline = 0;         // offline-when-idle episodes
   uint64_t peer_corrupt = 0;    // frames the peers found wrong (whole run)
@@ -139,6 +139,14 @@ struct RunState {
     iommu.set_notify([this] { iq.notify(); });  // the sync's kick, when the device asks for kicks
   }
 
+  ~RunState() {
+    if (net) rcu.unregister_reader(reader);
+    net.reset();
+    if (mp != nullptr) rte_mempool_free(mp);
+  }
+  RunState(const RunState&) = delete;
+  RunState& operator=(const RunState&) = delete;
+
   bool iommu_on() const { return cfg.mode != Mode::kIdentity; }
   // Worker lcores: wait until the main lcore has set everything up.
   void wait_setup() const {
@@ -146,5 +154,11 @@ struct RunState {
     while (!setup_done.load(std::memory_order_acquire)) rte_pause();
   }
 };
+
+// Setup only, on the main lcore (run.cpp): a run of cfg set up (guest
+// memory, mbuf pool, ATTACH and the setup MAPs served, the device's
+// NetDevice and reader), its lcores not started yet. cfg must outlive it.
+// Throws std::runtime_error for a config that cannot run.
+std::unique_ptr<RunState> set_up_run(const NetperfConfig& cfg);
 
 }  // namespace vxlate::load::detail

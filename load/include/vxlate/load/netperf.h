@@ -72,6 +72,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vxlate::load {
 
@@ -188,6 +189,69 @@ struct NetperfResult {
 // EAL main lcore, no other lcore busy (see contract). Runs one load. Throws
 // std::runtime_error for a config that cannot run (too few lcores, bad sizes).
 NetperfResult run_netperf(const NetperfConfig& cfg);
+
+// Paired runs: two configurations (a baseline `a`, usually identity, and `b`,
+// usually lazy) set up side by side, each with its own guest memory, rings,
+// vIOMMU and device, served in turn by the same two lcores: a slice of `a`,
+// a slice of `b`, a slice of `a`, ... ending with `a`. The host moves the
+// vCPUs every few seconds to minutes and a frame's cost moves with the
+// placement (Timing above); runs of a second or more, even interleaved, land
+// in different placements, but neighbouring slices a few milliseconds apart
+// share theirs. So every `b` slice is compared with the two `a` slices around
+// it, and the figure is the median of those ratios.
+//
+// A slice: the main lcore switches both lcores to the run (the device lcore
+// between two iterations, the guest between two steps: frames and requests in
+// flight wait for the run's next turn), probes the lcore round trip (a short
+// probe, lcore_probe.h), lets the run settle for one window (the other run's
+// lines leave the caches), then measures `slice_seconds`: frames the device
+// took, the device's and the guest's busy cycles, and both lcores' CPU time.
+// The first `warmup_seconds` (of each run) are slices that are not recorded;
+// then each run's measured interval begins, and the pair stops once both
+// runs' clean windows add up to `clean_seconds` (if set) or their measured
+// slices to `seconds`. Each NetperfResult covers its own run's measured
+// slices only (`seconds` is their sum; the clean windows are inside them).
+// Needs queue_pairs == 1 and a run length in seconds (not packets) in both,
+// the same window_seconds, warmup_seconds, seconds and clean_seconds.
+struct PairedSlice {
+  uint8_t run = 0;             // 0: a, 1: b
+  double seconds = 0;          // measured (settling excluded)
+  double pps = 0;              // frames the device took per second
+  double device_cycles_per_frame = 0;
+  double guest_cycles_per_frame = 0;
+  double lcore_rtt_ns = 0;     // probed at the start of the slice
+  bool clean = false;          // both lcores had kCleanShare of it as CPU time
+};
+
+// The b slices against the a slices around them. A triple (a, b, a) counts
+// when its three slices are clean and their round-trip probes lie within
+// kPairedPlacement of one another (one placement); each figure's ratio is b's
+// speed over the mean of the two a's (frames/s b / a; cycles per frame a / b).
+inline constexpr double kPairedPlacement = 1.4;
+struct PairedRatio {
+  double median = 0, p25 = 0, p75 = 0;
+};
+struct PairedSummary {
+  size_t triples = 0;          // b slices with an a slice on each side
+  size_t counted = 0;          // triples that count (see above)
+  PairedRatio pps, device_cycles, guest_cycles;
+  double rtt_ns_median = 0;    // of the counted triples' b slices
+};
+// Any thread. Pure.
+PairedSummary summarize(const std::vector<PairedSlice>& slices);
+
+struct PairedResult {
+  NetperfResult a, b;
+  std::vector<PairedSlice> slices;  // in the order they ran
+  PairedSummary summary;
+};
+
+// EAL main lcore, no other lcore busy (see contract; one worker lcore used).
+// b_first: b's run is set up (its memory allocated) before a's; repeated
+// pairs alternate it so that neither side always gets the first allocation.
+// Throws std::runtime_error for configs that cannot run or cannot be paired.
+PairedResult run_netperf_paired(const NetperfConfig& a, const NetperfConfig& b, double slice_seconds,
+                                bool b_first = false);
 // Any thread. One line of JSON with every result field.
 std::string to_json(const NetperfConfig& cfg, const NetperfResult& r);
 
