@@ -39,18 +39,34 @@ void FaultEvents::report(uint32_t reader, const FaultEvent& event) noexcept {
   ++ring.count_n[slot];
   ring.ev[head % kFaultRingSize] = event;
   ring.head.store(head + 1, std::memory_order_release);  // pairs with the acquire in drain()
+  // release: pairs with drain()'s exchange; the event above is visible to the
+  // scan that clears this store. Always stored (not only when clear): a skipped
+  // store could let a drain clear another reader's flag and miss this event.
+  queued_.store(true, std::memory_order_release);
 }
 
 size_t FaultEvents::drain(std::span<FaultEvent> out) noexcept {
+  // relaxed: an early exit only; the exchange below orders the scan.
+  if (!queued_.load(std::memory_order_relaxed)) return 0;
+  // acq_rel: acquire pairs with report()'s release store (every event whose
+  // flag store this reads is visible to the scan); events queued after it set
+  // the flag again for the next drain.
+  queued_.exchange(false, std::memory_order_acq_rel);
   size_t n = 0;
+  bool left = false;  // events that did not fit in `out`
   for (uint32_t r = 0; r < max_readers_; ++r) {
     Ring& ring = rings_[r];
     uint32_t tail = ring.tail.load(std::memory_order_relaxed);        // only drain stores
     const uint32_t head = ring.head.load(std::memory_order_acquire);  // pairs with report()
+    if (tail == head) continue;
     while (tail != head && n < out.size()) out[n++] = ring.ev[tail++ % kFaultRingSize];
+    left |= tail != head;
     ring.tail.store(tail, std::memory_order_release);  // the slots may be reused
   }
-  drain_window_.fetch_add(1, std::memory_order_release);  // pairs with report()'s acquire
+  // relaxed: only this thread clears the flag, and the events it stands for
+  // are already visible here.
+  if (left) queued_.store(true, std::memory_order_relaxed);
+  if (n != 0) drain_window_.fetch_add(1, std::memory_order_release);  // pairs with report()'s acquire
   return n;
 }
 

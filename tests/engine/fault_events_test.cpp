@@ -6,7 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <span>
+#include <thread>
 #include <vector>
 
 namespace vxlate::engine {
@@ -57,6 +60,77 @@ TEST(FaultEvents, BudgetRenewsEachWindowAndRingBoundsTheTotal) {
   for (int i = 0; i < 20; ++i) f.report(1, fault(7));
   n = drain_by_endpoint(f);
   EXPECT_EQ(n.at(7), static_cast<int>(kMaxFaultsPerEndpoint));
+}
+
+TEST(FaultEvents, ADrainThatMovesNothingRenewsNoBudget) {
+  FaultEvents f(1);
+  for (uint32_t i = 0; i <= kMaxFaultsPerEndpoint; ++i) f.report(0, fault(7));  // the last one dropped
+  EXPECT_EQ(f.dropped(), 1u);
+  // No room to move anything: the window stays, and so does the spent budget.
+  EXPECT_EQ(f.drain(std::span<FaultEvent>()), 0u);
+  f.report(0, fault(7));
+  EXPECT_EQ(f.dropped(), 2u);
+  EXPECT_EQ(drain_by_endpoint(f).at(7), static_cast<int>(kMaxFaultsPerEndpoint));
+  // That drain moved events: a new window.
+  f.report(0, fault(7));
+  EXPECT_EQ(drain_by_endpoint(f).at(7), 1);
+}
+
+TEST(FaultEvents, EventsThatDoNotFitWaitForTheNextDrain) {
+  FaultEvents f(4);
+  for (uint32_t r = 0; r < 4; ++r) f.report(r, fault(r));
+  std::vector<FaultEvent> out(3);
+  EXPECT_EQ(f.drain(out), 3u);
+  EXPECT_EQ(f.drain(out), 1u);
+  EXPECT_EQ(f.drain(out), 0u);
+  // Queued after an empty drain: the next one finds it.
+  f.report(2, fault(9));
+  EXPECT_EQ(f.drain(out), 1u);
+  EXPECT_EQ(out[0].endpoint, 9u);
+}
+
+// Readers report while the control thread drains without pause: every event
+// is either delivered, once and in its reader's order, or counted as dropped;
+// and once the readers stop, draining moves whatever is left (no event waits
+// behind a cleared `queued` flag: the count would come up short).
+TEST(FaultEvents, ConcurrentReportsAreDeliveredOrCounted) {
+  constexpr uint32_t kReaders = 2;
+  constexpr uint32_t kEach = 1000000;
+  FaultEvents f(kReaders);
+  std::atomic<uint32_t> running{kReaders};
+  std::vector<std::thread> readers;
+  for (uint32_t r = 0; r < kReaders; ++r) {
+    readers.emplace_back([&f, &running, r] {
+      // A fresh endpoint per event (only a full ring drops); the address
+      // names the reader and the event's number.
+      for (uint32_t i = 1; i <= kEach; ++i)
+        f.report(r, FaultEvent{kFaultReasonMapping, kFaultFlagRead, i, (uint64_t{r} << 32) | i});
+      running.fetch_sub(1, std::memory_order_release);  // pairs with the drainer's acquire
+    });
+  }
+  std::vector<FaultEvent> out(64);
+  std::vector<uint64_t> last(kReaders, 0);
+  uint64_t total = 0;
+  bool ordered = true;
+  auto take = [&](size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t r = out[i].address >> 32, seq = out[i].address & 0xffffffffu;
+      ordered &= r < kReaders && seq > last[r] && seq == out[i].endpoint;
+      if (r < kReaders) last[r] = seq;
+    }
+    total += n;
+  };
+  bool stopped = false;
+  while (!stopped) {
+    // acquire: pairs with each reader's release; its reports are all done.
+    stopped = running.load(std::memory_order_acquire) == 0;
+    take(f.drain(out));
+  }
+  for (auto& t : readers) t.join();
+  while (const size_t n = f.drain(out)) take(n);
+  EXPECT_TRUE(ordered);
+  EXPECT_EQ(total + f.dropped(), uint64_t{kReaders} * kEach);
+  EXPECT_GT(total, 0u);
 }
 
 }  // namespace

@@ -9,8 +9,19 @@
 // the event virtqueue. A hostile guest faulting in a loop must not flood the
 // event queue or the control thread: between two drains each reader queues at
 // most kMaxFaultsPerEndpoint events per endpoint; the rest, and events that
-// find a full ring, are counted as dropped. The drain starts a new window,
-// which each reader notices (one acquire load) at its next fault.
+// find a full ring, are counted as dropped. A drain that moves events starts
+// a new window, which each reader notices (one acquire load) at its next
+// fault. (A drain that finds nothing ends no budget: a reader's counts are
+// non-zero only while events it queued in the current window wait in its
+// ring, and the drain that moves them starts the next window.)
+//
+// The drain runs once per poll of every device's queues, mostly with nothing
+// to move, so an empty drain costs one load: each queued event also sets a
+// `queued` flag on a line of its own, and a drain scans the rings only when
+// it finds the flag set (clearing it first). Measured by
+// BM_IommuQueuesIdlePoll (bench_virtqueue): before the flag, an idle poll
+// scanned every reader's ring and started a new window (a locked add) each
+// time: 17.7 ns with 8 reader ids, 61 ns with 64.
 //
 // The per-endpoint budget is exact: each reader counts events per endpoint in
 // an open-addressing table of kFaultTableSlots. An endpoint enters the table
@@ -77,6 +88,12 @@ class FaultEvents {
   uint32_t max_readers_;
   std::unique_ptr<Ring[]> rings_;
   std::atomic<uint64_t> drain_window_{0};  // release in drain(), acquire in report()
+  // An event was queued since the drain last cleared it: release store by
+  // report() after its head store, acq_rel exchange by drain() before it
+  // scans (so the scan sees every event whose flag store it read), relaxed
+  // load for drain()'s early exit. A line of its own: readers write it once
+  // per queued event, the control thread reads it at every drain.
+  alignas(64) std::atomic<bool> queued_{false};
 };
 
 }  // namespace vxlate::engine
