@@ -178,7 +178,7 @@ PairedResult run_netperf_paired(const NetperfConfig& a, const NetperfConfig& b, 
     }
     side.rtt_last = rtt;
     const uint64_t t_start = steps_until(side, t_switch + settle, false);
-    if (side.windows.clean_cycles() == 0 && side.measured == 0)
+    if (side.measured == 0)  // its first measured turn
       side.windows.start(t_start);
     else
       side.windows.resume(t_start);

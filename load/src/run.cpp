@@ -1,12 +1,13 @@
 // run_netperf(): the main lcore's part of a run. set_up_run() builds the
 // RunState, sets the guest up (ATTACH, ring and lazy-mode MAPs, serviced by
 // the guest's own sync() while no device lcore runs yet) and builds the
-// device's NetDevice; run_netperf() launches the device lcore and guest queue pairs 1.. and waits until they
-// run, probes the lcore round trip (lcore_probe.h), then starts the clock:
-// it runs guest queue pair 0 itself through the warm-up and the measured
-// interval (taking the base counts and the clean windows, netperf.h's
-// Timing), stops and joins the others in order (guests, then the device,
-// probing the round trip again), and reads the figures out.
+// device's NetDevice; run_netperf() launches the device lcore and guest
+// queue pairs 1.. and waits until they run, probes the lcore round trip
+// (lcore_probe.h), then starts the clock: it runs guest queue pair 0 itself
+// through the warm-up and the measured interval (taking the base counts and
+// the clean windows, netperf.h's Timing), stops and joins the others in
+// order (guests, then the device, probing the round trip again), and reads
+// the figures out.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -71,6 +72,7 @@ std::unique_ptr<RunState> detail::set_up_run(const NetperfConfig& cfg) {
   }
   run.net = std::make_unique<dataplane::NetDevice>(run.dev, queues, true);
   run.reader = run.rcu.register_reader();
+  run.has_reader = true;
   run.iommu.set_idle(pause_idle);
   if (run.iommu_on()) {
     run.request_rtts.from_add.reserve(kMaxRequestRttSamples);

@@ -119,6 +119,7 @@ struct RunState {
   std::atomic<bool> device_started{false};
   clockid_t device_clock = CLOCK_THREAD_CPUTIME_ID;
   uint32_t reader = 0;  // the device lcore's Rcu reader id
+  bool has_reader = false;  // reader is registered (unregistered on destruction)
   DeviceCounters device;
   DeviceBase device_base;
   DeviceLive device_live;
@@ -140,7 +141,7 @@ struct RunState {
   }
 
   ~RunState() {
-    if (net) rcu.unregister_reader(reader);
+    if (has_reader) rcu.unregister_reader(reader);
     net.reset();
     if (mp != nullptr) rte_mempool_free(mp);
   }
