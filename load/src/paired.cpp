@@ -124,9 +124,19 @@ PairedResult run_netperf_paired(const NetperfConfig& a, const NetperfConfig& b, 
     // release: pairs with the device lcore's acquire in wait_setup(); setup is visible.
     states[k]->setup_done.store(true, std::memory_order_release);
   }
-  unsigned worker = rte_get_next_lcore(-1, 1, 0);
+  const unsigned worker = rte_get_next_lcore(-1, 1, 0);
   if (worker >= RTE_MAX_LCORE || rte_eal_remote_launch(device_lcore_paired, &pair, worker) != 0)
     throw std::runtime_error("netperf: device lcore busy");
+  // The device lcore uses `pair` and the runs until it returns: stopped and
+  // joined on every way out of here (on the normal one, below, first).
+  struct Join {
+    Pairing& pair;
+    unsigned worker;
+    ~Join() {
+      pair.stop.store(true, std::memory_order_relaxed);  // relaxed: a stop request
+      rte_eal_wait_lcore(worker);
+    }
+  } join{pair, worker};
   // acquire: pairs with the device lcore's release; device_clock is published.
   while (!pair.started.load(std::memory_order_acquire)) pause_idle();
   for (auto& s : states) s->device_clock = pair.device_clock;

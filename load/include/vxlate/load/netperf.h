@@ -39,7 +39,8 @@
 // frames.cpp (building and checking frames), guest_qp.cpp (the guest side of
 // one queue pair), peer.cpp (the netserver-like peer on the device lcore),
 // device_lcore.cpp (the device lcore's poll loop), run.cpp (setup, launch,
-// join on the main lcore), report.cpp (the figures, progress and JSON).
+// join on the main lcore), paired.cpp (two runs in turns, and their
+// summary), report.cpp (the figures, progress and JSON).
 // EAL comes up through vxlate/load/eal.h.
 //
 // Timing. A run is set up (guest memory, rings, EAL mbuf pool, the setup
@@ -252,6 +253,7 @@ struct PairedResult {
 // Throws std::runtime_error for configs that cannot run or cannot be paired.
 PairedResult run_netperf_paired(const NetperfConfig& a, const NetperfConfig& b, double slice_seconds,
                                 bool b_first = false);
+
 // Any thread. One line of JSON with every result field.
 std::string to_json(const NetperfConfig& cfg, const NetperfResult& r);
 
