@@ -169,15 +169,15 @@ PairedResult run_netperf_paired(const NetperfConfig& a, const NetperfConfig& b, 
     }
     return now;
   };
-  // One turn of run k: switch, probe, settle, and (after the warm-up) measure.
-  auto turn = [&](uint32_t k) {
+  // One turn of run k: switch, probe, and either warm up or settle and measure.
+  auto turn = [&](uint32_t k, bool warming) {
     Side& side = sides[k];
     // relaxed: see Pairing::active.
     pair.active.store(k, std::memory_order_relaxed);
     pair.probe_request.store(++probes, std::memory_order_relaxed);  // relaxed: see Pairing
     const double rtt = probe_ask(pair.probe, probes - 1, kPairProbeBatches) * ns_per_cycle;
     const uint64_t t_switch = rte_rdtsc();
-    if (side.warm < warmup) {
+    if (warming) {
       steps_until(side, t_switch + slice, false);
       side.warm += rte_rdtsc() - t_switch;
       return;
@@ -219,12 +219,17 @@ PairedResult run_netperf_paired(const NetperfConfig& a, const NetperfConfig& b, 
   auto done = [&](const Side& side) {
     return side.measuring && ((clean_goal > 0 && side.windows.clean_cycles() >= clean_goal) || side.measured >= cap);
   };
-  // a, b, a, b, ..., a: every b slice has an a slice on each side.
+  // a, b, a, b, ..., a: every b slice has an a slice on each side. The
+  // warm-up ends for both at once, before an a turn (each run's turns take
+  // their own time: a strict run's sync can overrun its slice), so the
+  // measured turns start with a as well.
+  bool warming = warmup > 0;
   do {
-    turn(0);
-    turn(1);
-  } while (!(done(sides[0]) && done(sides[1])));
-  turn(0);
+    warming = warming && !(sides[0].warm >= warmup && sides[1].warm >= warmup);
+    turn(0, warming);
+    turn(1, warming);
+  } while (warming || !(done(sides[0]) && done(sides[1])));
+  turn(0, false);
 
   const uint64_t t1 = rte_rdtsc();
   for (Side& s : sides) s.windows.stop(t1);
