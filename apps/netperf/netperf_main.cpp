@@ -248,15 +248,16 @@ void print_run(const NetperfConfig& cfg, const NetperfResult& r, bool json) {
 }
 
 // The --pair --repeat summary of one workload: the pairs grouped by
-// placement (their slices' median lcore round trip, clustered as in
-// print_summary(): the ratio itself moves with the placement), per group the
+// placement (their slices' median lcore round trip, a new group wherever one
+// is more than kPairedPlacement times the one before, as print_summary()
+// clusters its probes: the ratio itself moves with the placement), per group the
 // median and range of the pairs' medians. pairs: {rtt ns, x frames/s, x
 // device cycles, x guest cycles} per pair.
 void print_paired_summary(Workload w, Mode mode, unsigned long repeat, std::vector<std::array<double, 4>> pairs) {
   std::sort(pairs.begin(), pairs.end());
   for (size_t i = 0; i < pairs.size();) {
     size_t j = i + 1;
-    while (j < pairs.size() && pairs[j][0] <= 1.4 * pairs[j - 1][0]) ++j;
+    while (j < pairs.size() && pairs[j][0] <= kPairedPlacement * pairs[j - 1][0]) ++j;
     std::printf("paired %-13s %s / identity at lcore rtt %.0f-%.0f ns, %zu of %lu pairs (each set up afresh):",
                 to_string(w), to_string(mode), pairs[i][0], pairs[j - 1][0], j - i, repeat);
     const char* names[] = {"", "x frames/s", "device cyc/frame", "guest cyc/frame"};
