@@ -363,7 +363,9 @@ Status Device::map(const wire::ReqMap& req) noexcept {
     if (s != Status::kOk) return s == Status::kNoMem ? Status::kNoMem : Status::kDevErr;
   }
   try {
-    dom.extents.emplace(virt_start, Extent{virt_last, phys_start, flags});
+    // `next` is where the new extent goes (the last extent before it ends
+    // before virt_start): no second search of the index.
+    dom.extents.emplace_hint(next, virt_start, Extent{virt_last, phys_start, flags});
   } catch (const std::bad_alloc&) {
     if (perms != 0) {  // nothing was published to the guest
       const size_t before = dom.pt.table_bytes();
@@ -391,7 +393,12 @@ Status Device::unmap(const wire::ReqUnmap& req) noexcept {
     --first;
     if (first->first < virt_start) return Status::kRange;
   }
-  auto last = dom.extents.upper_bound(virt_last);
+  // The extent after the range: one step from `first` when the range holds
+  // at most one extent (a driver unmaps what it mapped, one mapping at a
+  // time), else a second search.
+  auto last = first;
+  if (last != dom.extents.end() && last->first <= virt_last) ++last;
+  if (last != dom.extents.end() && last->first <= virt_last) last = dom.extents.upper_bound(virt_last);
   if (last != dom.extents.begin() && std::prev(last)->second.virt_last > virt_last) return Status::kRange;
   for (auto e = first; e != last;) {
     const uint64_t size = e->second.virt_last - e->first + 1;
