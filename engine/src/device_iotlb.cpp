@@ -30,22 +30,29 @@ Status Device::iotlb_domain(EndpointId ep, Domain** dom) noexcept {
 }
 
 size_t Device::drop_extents(Domain& dom, uint64_t start, uint64_t last) noexcept {
-  auto e = dom.extents.upper_bound(start);
-  if (e != dom.extents.begin() && std::prev(e)->second.virt_last >= start) --e;
+  // From the mapping around `start`, if there is one, to the last that starts by `last`.
+  detail::Extent e;
+  uint64_t from = start;
+  if (dom.extents.find_le(start, &e) && e.last >= start) from = e.first;
   size_t n = 0;
-  while (e != dom.extents.end() && e->first <= last) {
-    const uint64_t size = e->second.virt_last - e->first + 1;
-    if (e->second.flags & (kMapFlagRead | kMapFlagWrite)) {
-      const size_t before = dom.pt.table_bytes();
-      (void)dom.pt.unmap(e->first, size);  // whole leaves of one mapping: cannot fail
-      retally(dom, before);
-      tlb_.add_invalidate(DomainId{dom.tag}, e->first, size);
-    }
-    e = dom.extents.erase(e);
-    --mappings_;
+  detail::ExtentIndex::Slot at;
+  while (dom.extents.find_ge(from, &e, &at) && e.first <= last) {
+    remove_extent(dom, e, at);
     ++n;
   }
   return n;
+}
+
+void Device::remove_extent(Domain& dom, const detail::Extent& e, detail::ExtentIndex::Slot at) noexcept {
+  if (e.flags & (kMapFlagRead | kMapFlagWrite)) {
+    const uint64_t size = e.last - e.first + 1;
+    const size_t before = dom.pt.table_bytes();
+    (void)dom.pt.unmap(e.first, size);  // whole leaves of one mapping: cannot fail
+    retally(dom, before);
+    tlb_.add_invalidate(DomainId{dom.tag}, e.first, size);
+  }
+  dom.extents.erase(at);
+  --mappings_;
 }
 
 Status Device::iotlb_update(EndpointId ep, uint64_t iova, uint64_t size, uint64_t gpa, uint8_t perms) noexcept {
@@ -60,8 +67,8 @@ Status Device::iotlb_update(EndpointId ep, uint64_t iova, uint64_t size, uint64_
   const uint32_t flags = ((perms & pagetable::kPermRead) ? kMapFlagRead : 0) |
                          ((perms & pagetable::kPermWrite) ? kMapFlagWrite : 0);
   // The same translation again (a MISS raced with the VMM's own prefetch): nothing to do.
-  if (auto e = dom->extents.find(iova);
-      e != dom->extents.end() && e->second.virt_last == last && e->second.phys_start == gpa && e->second.flags == flags)
+  if (detail::Extent e; dom->extents.find_le(iova, &e) && e.first == iova && e.last == last && e.phys == gpa &&
+                        e.flags == flags)
     return Status::kOk;
   // Stale entries under the new one go first, and no reader may keep them.
   if (drop_extents(*dom, iova, last) != 0) sync();
@@ -99,13 +106,10 @@ bool Device::iotlb_maps(EndpointId ep, uint64_t iova, uint8_t access) const noex
   if (!endpoint_domain(ep, &d)) return false;
   auto it = domains_.find(d.value);
   if (it == domains_.end() || it->second->bypass) return false;
-  const auto& extents = it->second->extents;
-  auto e = extents.upper_bound(iova);
-  if (e == extents.begin()) return false;
-  --e;
-  if (e->second.virt_last < iova) return false;
-  const uint8_t perms = static_cast<uint8_t>(((e->second.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
-                                             ((e->second.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
+  detail::Extent e;
+  if (!it->second->extents.find_le(iova, &e) || e.last < iova) return false;
+  const uint8_t perms = static_cast<uint8_t>(((e.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
+                                             ((e.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
   return (access & ~perms) == 0;
 }
 

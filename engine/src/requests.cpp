@@ -343,8 +343,10 @@ Status Device::map(const wire::ReqMap& req) noexcept {
   if (!is_aligned(virt_start | phys_start | size, granule_) || !range_last(phys_start, size, &phys_last))
     return Status::kRange;
   // Overlap with an existing mapping: the last extent starting at or before virt_last.
-  auto next = dom.extents.upper_bound(virt_last);
-  if (next != dom.extents.begin() && std::prev(next)->second.virt_last >= virt_start) return Status::kInval;
+  detail::Extent prev;
+  detail::ExtentIndex::Slot prev_at;
+  const bool has_prev = dom.extents.find_le(virt_last, &prev, &prev_at);
+  if (has_prev && prev.last >= virt_start) return Status::kInval;
   if (overlaps_resv(dom, domain, virt_start, virt_last)) return Status::kInval;
   // The caps count what dying domains still hold; a grace period frees that
   // first when it is what stands in the way.
@@ -362,11 +364,9 @@ Status Device::map(const wire::ReqMap& req) noexcept {
     retally(dom, before);
     if (s != Status::kOk) return s == Status::kNoMem ? Status::kNoMem : Status::kDevErr;
   }
-  try {
-    // `next` is where the new extent goes (the last extent before it ends
-    // before virt_start): no second search of the index.
-    dom.extents.emplace_hint(next, virt_start, Extent{virt_last, phys_start, flags});
-  } catch (const std::bad_alloc&) {
+  // Nothing below touched dom's extents since the search: prev_at still
+  // holds (reclaim_dying() frees other, dead domains).
+  if (!dom.extents.insert_after(has_prev ? &prev_at : nullptr, detail::Extent{virt_start, virt_last, phys_start, flags})) {
     if (perms != 0) {  // nothing was published to the guest
       const size_t before = dom.pt.table_bytes();
       (void)dom.pt.unmap(virt_start, size);
@@ -387,31 +387,22 @@ Status Device::unmap(const wire::ReqUnmap& req) noexcept {
   if (const Status s = mappable_domain(domain, virt_start, virt_last, &d); s != Status::kOk) return s;
   Domain& dom = *d;
   // virtio-iommu: an UNMAP that would split a mapping fails with RANGE and
-  // removes nothing, so check both ends before changing anything.
-  auto first = dom.extents.upper_bound(virt_start);
-  if (first != dom.extents.begin() && std::prev(first)->second.virt_last >= virt_start) {
-    --first;
-    if (first->first < virt_start) return Status::kRange;
+  // removes nothing, so check both ends before changing anything. `e`, the
+  // last mapping that starts by virt_last, must end by it; and whatever
+  // mapping covers virt_start must start there.
+  detail::Extent e;
+  detail::ExtentIndex::Slot at;
+  if (!dom.extents.find_le(virt_last, &e, &at) || e.last < virt_start) return Status::kOk;  // nothing in the range
+  if (e.last > virt_last || e.first < virt_start) return Status::kRange;
+  if (e.first == virt_start) {
+    // The one mapping in the range (a driver unmaps what it mapped): no
+    // mapping before it reaches virt_start.
+    remove_extent(dom, e, at);
+    return Status::kOk;
   }
-  // The extent after the range: one step from `first` when the range holds
-  // at most one extent (a driver unmaps what it mapped, one mapping at a
-  // time), else a second search.
-  auto last = first;
-  if (last != dom.extents.end() && last->first <= virt_last) ++last;
-  if (last != dom.extents.end() && last->first <= virt_last) last = dom.extents.upper_bound(virt_last);
-  if (last != dom.extents.begin() && std::prev(last)->second.virt_last > virt_last) return Status::kRange;
-  for (auto e = first; e != last;) {
-    const uint64_t size = e->second.virt_last - e->first + 1;
-    if (e->second.flags & (kMapFlagRead | kMapFlagWrite)) {
-      // Cannot fail: whole leaves of this mapping are removed, never split.
-      const size_t before = dom.pt.table_bytes();
-      (void)dom.pt.unmap(e->first, size);
-      retally(dom, before);
-      tlb_.add_invalidate(DomainId{dom.tag}, e->first, size);
-    }
-    e = dom.extents.erase(e);
-    --mappings_;
-  }
+  if (detail::Extent s; dom.extents.find_le(virt_start, &s) && s.last >= virt_start && s.first < virt_start)
+    return Status::kRange;
+  while (dom.extents.find_ge(virt_start, &e, &at) && e.first <= virt_last) remove_extent(dom, e, at);
   return Status::kOk;
 }
 

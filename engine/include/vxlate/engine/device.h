@@ -2,7 +2,7 @@
 //
 // One Device is one virtio-iommu device: its config, its endpoints, its domains
 // (each an IoPageTable plus an index of the extents each MAP created, since
-// UNMAP works per MAP), one Iotlb in front of all domains' page tables, the
+// UNMAP works per MAP: detail/extent_index.h), one Iotlb in front of all domains' page tables, the
 // guest memory table (mem_table.h) and the per-reader fault-event rings
 // (fault_events.h). The guest's requests arrive as the spec's little-endian
 // structs (wire.h), as the request virtqueue hands them over: a device-readable
@@ -42,7 +42,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <span>
 #include <unordered_map>
@@ -54,6 +53,7 @@
 #include "vxlate/common/rcu.h"
 #include "vxlate/common/status.h"
 #include "vxlate/engine/config.h"
+#include "vxlate/engine/detail/extent_index.h"
 #include "vxlate/engine/fault_events.h"
 #include "vxlate/engine/mem_table.h"
 #include "vxlate/engine/wire.h"
@@ -338,11 +338,6 @@ class Device {
   Rcu& rcu() noexcept { return rcu_; }
 
  private:
-  struct Extent {
-    uint64_t virt_last;  // inclusive
-    uint64_t phys_start;
-    uint32_t flags;
-  };
   struct Domain {
     Domain(Rcu& rcu, uint32_t tag, bool bypass) : pt(rcu), tag(tag), bypass(bypass) {}
     pagetable::IoPageTable pt;
@@ -351,7 +346,7 @@ class Device {
     // table, and those must never match the next domain with the same wire id.
     const uint32_t tag;
     const bool bypass;                   // readers: identity translation
-    std::map<uint64_t, Extent> extents;  // control only: virt_start -> extent
+    detail::ExtentIndex extents;         // control only: the mappings, by virt_start
     uint32_t endpoints = 0;              // control only
   };
 
@@ -376,6 +371,9 @@ class Device {
   // Device IOTLB (device_iotlb.cpp).
   Status iotlb_domain(EndpointId ep, Domain** dom) noexcept;
   size_t drop_extents(Domain& dom, uint64_t start, uint64_t last) noexcept;
+  // Removes one mapping, found at `at`: its page-table entries, its IOTLB
+  // entries (queued for the next sync) and its extent.
+  void remove_extent(Domain& dom, const detail::Extent& e, detail::ExtentIndex::Slot at) noexcept;
   void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
 
   // Reader side (translate.cpp).
