@@ -38,12 +38,9 @@ uint32_t leaf_upper(const uint64_t* a, uint32_t n, uint64_t key) noexcept {
 
 ExtentIndex::~ExtentIndex() = default;
 
-void ExtentIndex::Leaf::shift(uint32_t from, int by) noexcept {
-  const size_t count = n - from;
-  std::memmove(first + from + by, first + from, count * sizeof first[0]);
-  std::memmove(last + from + by, last + from, count * sizeof last[0]);
-  std::memmove(phys + from + by, phys + from, count * sizeof phys[0]);
-  std::memmove(flags + from + by, flags + from, count * sizeof flags[0]);
+void ExtentIndex::move(Leaf& dst, uint32_t d, const Leaf& src, uint32_t s, uint32_t count) noexcept {
+  std::memmove(dst.first + d, src.first + s, count * sizeof src.first[0]);
+  std::memmove(dst.val + d, src.val + s, count * sizeof src.val[0]);
 }
 
 size_t ExtentIndex::leaf_for(uint64_t iova) const noexcept {
@@ -119,10 +116,7 @@ bool ExtentIndex::insert_after(const Slot* prev, const Extent& e) noexcept {
     Leaf& left = *leaves_[i];
     constexpr uint32_t kKeep = kLeafMax / 2;
     right->n = kLeafMax - kKeep;
-    std::memcpy(right->first, left.first + kKeep, right->n * sizeof left.first[0]);
-    std::memcpy(right->last, left.last + kKeep, right->n * sizeof left.last[0]);
-    std::memcpy(right->phys, left.phys + kKeep, right->n * sizeof left.phys[0]);
-    std::memcpy(right->flags, left.flags + kKeep, right->n * sizeof left.flags[0]);
+    move(*right, 0, left, kKeep, right->n);
     left.n = kKeep;
     // No allocation: capacity reserved above.
     low_.insert(low_.begin() + static_cast<std::ptrdiff_t>(i) + 1, right->first[0]);
@@ -133,7 +127,7 @@ bool ExtentIndex::insert_after(const Slot* prev, const Extent& e) noexcept {
     }
   }
   Leaf& l = *leaves_[i];
-  l.shift(j, 1);
+  move(l, j + 1, l, j, l.n - j);
   l.put(j, e);
   ++l.n;
   if (j == 0) low_[i] = e.first;
@@ -146,7 +140,7 @@ void ExtentIndex::erase(Slot at) noexcept {
   VXLATE_DCHECK(i < leaves_.size() && at.index < leaves_[i]->n, "ExtentIndex::erase: a stale slot");
   Leaf& l = *leaves_[i];
   const uint32_t j = at.index;
-  l.shift(j + 1, -1);
+  move(l, j, l, j + 1, l.n - j - 1);
   --l.n;
   --size_;
   if (l.n == 0) {  // a lone leaf (others stay at kLeafMin or more)
@@ -179,10 +173,7 @@ void ExtentIndex::rebalance(size_t i) noexcept {
   Leaf& b = *leaves_[i + 1];
   const uint32_t total = a.n + b.n;
   if (total <= kLeafMax) {  // merge b into a
-    std::memcpy(a.first + a.n, b.first, b.n * sizeof b.first[0]);
-    std::memcpy(a.last + a.n, b.last, b.n * sizeof b.last[0]);
-    std::memcpy(a.phys + a.n, b.phys, b.n * sizeof b.phys[0]);
-    std::memcpy(a.flags + a.n, b.flags, b.n * sizeof b.flags[0]);
+    move(a, a.n, b, 0, b.n);
     a.n = total;
     low_.erase(low_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
     leaves_.erase(leaves_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
@@ -192,22 +183,16 @@ void ExtentIndex::rebalance(size_t i) noexcept {
   const uint32_t want = total / 2;
   if (a.n < want) {  // b's first entries go to a's end
     const uint32_t k = want - a.n;
-    std::memcpy(a.first + a.n, b.first, k * sizeof b.first[0]);
-    std::memcpy(a.last + a.n, b.last, k * sizeof b.last[0]);
-    std::memcpy(a.phys + a.n, b.phys, k * sizeof b.phys[0]);
-    std::memcpy(a.flags + a.n, b.flags, k * sizeof b.flags[0]);
+    move(a, a.n, b, 0, k);
     a.n += k;
-    b.shift(k, -static_cast<int>(k));
+    move(b, 0, b, k, b.n - k);
     b.n -= k;
   } else {  // a's last entries go to b's front
     const uint32_t k = a.n - want;
-    b.shift(0, static_cast<int>(k));
+    move(b, k, b, 0, b.n);
     b.n += k;
     a.n -= k;
-    std::memcpy(b.first, a.first + a.n, k * sizeof a.first[0]);
-    std::memcpy(b.last, a.last + a.n, k * sizeof a.last[0]);
-    std::memcpy(b.phys, a.phys + a.n, k * sizeof a.phys[0]);
-    std::memcpy(b.flags, a.flags + a.n, k * sizeof a.flags[0]);
+    move(b, 0, a, a.n, k);
   }
   low_[i + 1] = b.first[0];
 }

@@ -88,22 +88,24 @@ class ExtentIndex {
   bool check() const noexcept;
 
  private:
+  struct Val {
+    uint64_t last;
+    uint64_t phys;
+    uint32_t flags;
+  };
   struct Leaf {
     uint32_t n = 0;
     uint64_t first[kLeafMax];
-    uint64_t last[kLeafMax];
-    uint64_t phys[kLeafMax];
-    uint32_t flags[kLeafMax];
-    Extent at(uint32_t i) const noexcept { return Extent{first[i], last[i], phys[i], flags[i]}; }
+    Val val[kLeafMax];
+    Extent at(uint32_t i) const noexcept { return Extent{first[i], val[i].last, val[i].phys, val[i].flags}; }
     void put(uint32_t i, const Extent& e) noexcept {
       first[i] = e.first;
-      last[i] = e.last;
-      phys[i] = e.phys;
-      flags[i] = e.flags;
+      val[i] = Val{e.last, e.phys, e.flags};
     }
-    // Moves entries [from, n) by `by` slots (either way); the caller sizes n.
-    void shift(uint32_t from, int by) noexcept;
   };
+  // Copies `count` entries from src at s to dst at d (the same leaf, and
+  // overlapping, allowed); the caller sizes the leaves' n.
+  static void move(Leaf& dst, uint32_t d, const Leaf& src, uint32_t s, uint32_t count) noexcept;
 
   // The leaf a key belongs to: the last whose lowest key is <= iova (leaf 0
   // for keys below every leaf's). Needs a leaf.
