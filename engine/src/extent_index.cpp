@@ -172,14 +172,17 @@ void ExtentIndex::rebalance(size_t i) noexcept {
   Leaf& a = *leaves_[i];
   Leaf& b = *leaves_[i + 1];
   const uint32_t total = a.n + b.n;
-  if (total <= kLeafMax) {  // merge b into a
+  // Merge only when the result leaves room for kLeafMin inserts before it
+  // splits again, so the top level moves at most once per kLeafMin changes
+  // of one leaf, whatever a guest alternates.
+  if (total <= kLeafMax - kLeafMin) {  // merge b into a
     move(a, a.n, b, 0, b.n);
     a.n = total;
     low_.erase(low_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
     leaves_.erase(leaves_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
     return;
   }
-  // Even out: each ends with at least kLeafMax / 2.
+  // Even out: each ends with at least (kLeafMax - kLeafMin) / 2 > kLeafMin.
   const uint32_t want = total / 2;
   if (a.n < want) {  // b's first entries go to a's end
     const uint32_t k = want - a.n;
