@@ -173,8 +173,8 @@ void ExtentIndex::rebalance(size_t i) noexcept {
   Leaf& b = *leaves_[i + 1];
   const uint32_t total = a.n + b.n;
   // Merge only when the result leaves room for kLeafMin inserts before it
-  // splits again, so the top level moves at most once per kLeafMin changes
-  // of one leaf, whatever a guest alternates.
+  // splits again: no leaf left behind is one insert or erase from the next
+  // split or merge, whatever a guest alternates.
   if (total <= kLeafMax - kLeafMin) {  // merge b into a
     move(a, a.n, b, 0, b.n);
     a.n = total;

@@ -2,11 +2,11 @@
 //
 // One Device is one virtio-iommu device: its config, its endpoints, its domains
 // (each an IoPageTable plus an index of the extents each MAP created, since
-// UNMAP works per MAP: detail/extent_index.h), one Iotlb in front of all domains' page tables, the
-// guest memory table (mem_table.h) and the per-reader fault-event rings
-// (fault_events.h). The guest's requests arrive as the spec's little-endian
-// structs (wire.h), as the request virtqueue hands them over: a device-readable
-// part and a device-writable part. handle() decodes one request, checks every
+// UNMAP works per MAP: detail/extent_index.h), one Iotlb in front of all
+// domains' page tables, the guest memory table (mem_table.h) and the
+// per-reader fault-event rings (fault_events.h). The guest's requests arrive
+// as the spec's little-endian structs (wire.h), as the request virtqueue hands
+// them over: a device-readable part and a device-writable part. handle() decodes one request, checks every
 // field in the order the Decisions table of shared/reference/virtio-iommu.md
 // prescribes, applies it, writes the tail (and PROBE properties) into the
 // writable part and returns the used length. handle_burst() does the same for

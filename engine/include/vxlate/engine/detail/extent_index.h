@@ -12,10 +12,11 @@
 // lone one stays at least kLeafMin full: memory is at most one leaf (~2 KiB)
 // per kLeafMin extents, whatever order a guest maps and unmaps in. An insert
 // or erase moves at most a leaf's entries. A split or merge also moves the
-// top level's arrays (16 bytes per leaf), at most once per kLeafMin inserts
-// or erases of one leaf: the price of two levels. At the device's default
-// cap of 2^20 mappings in one domain, kept a quarter full by a hostile
-// guest, that is 1 MiB moved per 16 requests; at the ~1000 mappings of a
+// top level's arrays (16 bytes per leaf): the price of two levels. Every
+// leaf a split, merge or evening-out leaves behind is at least kLeafMin / 2
+// inserts or erases from the next one, so about one request in 8 at most
+// moves them. At the device's default cap of 2^20 mappings in one domain,
+// leaves a quarter full, that is 1 MiB moved; at the ~1000 mappings of a
 // netperf guest, 1 KiB.
 //
 // Why not std::map (what this replaced): a search there chases one node per
