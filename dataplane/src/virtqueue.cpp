@@ -35,7 +35,7 @@ Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept
 Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
                             size_t* n) noexcept {
   ++stats_.translations;
-  if (!cfg_.access_platform) return dev_.gpa_to_hva(addr, len, out, n);
+  if (!cfg_.access_platform) return dev_.gpa_to_hva(gpa_cursor_, addr, len, out, n);
   if (!cfg_.hold_on_miss) return burst_.iova_to_hva(addr, len, access, out, n);
   engine::FaultEvent fault{};
   const Status st = burst_.iova_to_hva(addr, len, access, out, n, &fault);
@@ -150,7 +150,7 @@ const uint8_t* Virtqueue::hint(uint64_t addr, uint64_t len, bool writable) noexc
   if (cfg_.access_platform) return burst_.peek(addr, len, writable ? kPermWrite : kPermRead);
   Segment seg;
   size_t n = 0;
-  return dev_.gpa_to_hva(addr, len, std::span<Segment>(&seg, 1), &n) == Status::kOk
+  return dev_.gpa_to_hva(gpa_cursor_, addr, len, std::span<Segment>(&seg, 1), &n) == Status::kOk
              ? reinterpret_cast<const uint8_t*>(seg.addr)
              : nullptr;
 }

@@ -49,14 +49,20 @@ const MemRegion* MemTable::Snapshot::find(uint64_t gpa) const noexcept {
 }
 
 Status MemTable::gpa_to_hva(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept {
+  const MemRegion* first = nullptr;
+  return translate(snapshot(), gpa, len, segs, nsegs, &first);
+}
+
+Status MemTable::translate(const Snapshot* mem, uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs,
+                           const MemRegion** first) noexcept {
   *nsegs = 0;
   uint64_t last = 0;
   if (!range_last(gpa, len, &last)) return Status::kInval;
-  const Snapshot* mem = snapshot();
   size_t n = 0;
   for (uint64_t pos = gpa;;) {
     const MemRegion* reg = mem != nullptr ? mem->find(pos) : nullptr;
     if (reg == nullptr) return Status::kFault;
+    if (pos == gpa) *first = reg;
     const uint64_t chunk_last = std::min(last, reg->gpa + (reg->size - 1));
     const uint64_t addr = reg->hva + (pos - reg->gpa);
     const uint64_t chunk = chunk_last - pos + 1;
@@ -66,6 +72,22 @@ Status MemTable::gpa_to_hva(uint64_t gpa, uint64_t len, std::span<Segment> segs,
   }
   *nsegs = n;
   return Status::kOk;
+}
+
+Status MemTable::Cursor::search(const MemTable& table, const Snapshot* mem, uint64_t gpa, uint64_t len,
+                                std::span<Segment> segs, size_t* nsegs) noexcept {
+  const MemRegion* first = nullptr;
+  const Status st = translate(mem, gpa, len, segs, nsegs, &first);
+  // Remember where the translation began: a queue's next one is most likely
+  // near it. A failed one leaves the memo as it was; the memo is used only
+  // while its table is current (pointer and version), whatever happened since.
+  if (st == Status::kOk) {
+    table_ = &table;
+    mem_ = mem;
+    version_ = mem->version;
+    region_ = first;
+  }
+  return st;
 }
 
 }  // namespace vxlate::engine

@@ -303,6 +303,8 @@ class Virtqueue {
   // This burst's translations (ACCESS_PLATFORM): the endpoint's domain, IOTLB
   // generation and memory table loaded once per burst.
   engine::Device::Burst burst_;
+  // The same for a queue without ACCESS_PLATFORM: its GPAs' last memory region.
+  engine::MemTable::Cursor gpa_cursor_;
   // Ring translations kept across bursts while ring_stamp_ == current_stamp().
   bool rings_kept_ = false;
   engine::Device::Burst::Stamp ring_stamp_;

@@ -159,6 +159,13 @@ class Device {
   Status gpa_to_hva(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept {
     return mem_.gpa_to_hva(gpa, len, segs, nsegs);
   }
+  // The same through a reader's cursor (MemTable::Cursor): inline while the
+  // translations stay in the region the cursor last used. One cursor per
+  // reader thread and Device.
+  Status gpa_to_hva(MemTable::Cursor& cursor, uint64_t gpa, uint64_t len, std::span<Segment> segs,
+                    size_t* nsegs) const noexcept {
+    return cursor.gpa_to_hva(mem_, gpa, len, segs, nsegs);
+  }
 
   // Reader side: the translations one reader makes for one endpoint during
   // one burst, between two of its quiescent reports (a virtqueue's pop loop).

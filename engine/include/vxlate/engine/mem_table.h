@@ -12,9 +12,10 @@
 //
 // Thread-safety contract:
 //   - set(): control side (one thread per MemTable); blocks for a grace period.
-//   - snapshot(), gpa_to_hva(): reader side (an online reader of the Rcu;
-//     wait-free, no allocation). A snapshot stays valid until the reader's next
-//     quiescent report.
+//   - snapshot(), gpa_to_hva(), Cursor::gpa_to_hva(): reader side (an online
+//     reader of the Rcu; wait-free, no allocation). A snapshot stays valid
+//     until the reader's next quiescent report. A Cursor belongs to one reader
+//     thread and one MemTable and stores only to itself.
 //   - construction/destruction: setup only; no reader may be online.
 #pragma once
 
@@ -78,7 +79,49 @@ class MemTable {
   // 0, the range wraps, or more segments needed than segs holds.
   Status gpa_to_hva(uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs) const noexcept;
 
+  // Reader side: gpa_to_hva() with the last region found remembered, for a
+  // reader that translates one queue's descriptors and buffers, which mostly
+  // lie in one region. A translation inside that region is inline: the
+  // table's pointer and version loaded and a range check, no call and no
+  // search. Anything else (another region, a region boundary, a fault, a bad
+  // argument, a new table) goes to the search, with the same results as
+  // gpa_to_hva(). The memo outlives quiescent reports: it is used only while
+  // the table it came from is the current one (same pointer and version: a
+  // freed table's address may come back with a later version), and a current
+  // table is alive for an online reader.
+  class Cursor {
+   public:
+    Status gpa_to_hva(const MemTable& table, uint64_t gpa, uint64_t len, std::span<Segment> segs,
+                      size_t* nsegs) noexcept {
+      const Snapshot* mem = table.snapshot();
+      const MemRegion* reg = region_;
+      // len - 1 wraps for len 0, which the search refuses; gpa - reg->gpa <
+      // size leaves room for at least one byte, so the second check cannot
+      // wrap.
+      if (reg != nullptr && mem == mem_ && &table == table_ && mem->version == version_ && !segs.empty() &&
+          gpa - reg->gpa < reg->size && len - 1 < reg->size - (gpa - reg->gpa)) [[likely]] {
+        segs[0] = Segment{reg->hva + (gpa - reg->gpa), len};
+        *nsegs = 1;
+        return Status::kOk;
+      }
+      return search(table, mem, gpa, len, segs, nsegs);
+    }
+
+   private:
+    Status search(const MemTable& table, const Snapshot* mem, uint64_t gpa, uint64_t len, std::span<Segment> segs,
+                  size_t* nsegs) noexcept;
+
+    const MemTable* table_ = nullptr;
+    const Snapshot* mem_ = nullptr;
+    uint64_t version_ = 0;
+    const MemRegion* region_ = nullptr;  // in *mem_; nullptr: nothing remembered
+  };
+
  private:
+  // gpa_to_hva() in one table; *first: the region of gpa's byte (on OK).
+  static Status translate(const Snapshot* mem, uint64_t gpa, uint64_t len, std::span<Segment> segs, size_t* nsegs,
+                          const MemRegion** first) noexcept;
+
   Rcu& rcu_;
   uint64_t versions_ = 0;  // control only: tables published so far
   std::atomic<const Snapshot*> cur_{nullptr};  // release in set(), acquire in snapshot()
