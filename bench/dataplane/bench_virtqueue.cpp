@@ -170,26 +170,50 @@ BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_burst1, true, true, 1);
 // idle device costs a poll loop that serves many. The poll reads the request
 // queue's avail.idx and tops up its pending fault events from the engine's
 // per-reader rings (FaultEvents::drain). Counter: ns_per_poll.
+// A virtio-iommu device and its request and event queues in guest memory,
+// with one reader registered and online: what the benchmarks below poll.
+// ok is false when setup failed.
+struct IommuBench {
+  GuestMemory mem;
+  Rcu rcu;
+  Device dev;
+  DriverQueue reqq;
+  DriverQueue evq;
+  bool ok;
+  vxlate::dataplane::IommuQueues iq;
+  uint32_t reader;
+
+  IommuBench(uint64_t mem_bytes, uint32_t readers, size_t iotlb_entries, uint16_t reqq_size)
+      : mem(kGpaBase, mem_bytes),
+        rcu(readers),
+        dev(vxlate::engine::Config{}, rcu, iotlb_entries),
+        reqq(mem, reqq_size, /*event_idx=*/true, /*indirect=*/false),
+        evq(mem, 64, /*event_idx=*/true, /*indirect=*/false),
+        ok(set_mem(dev, mem)),
+        iq(dev, reqq.device_config(false, EndpointId{0}), evq.device_config(false, EndpointId{0})),
+        reader(rcu.register_reader()) {
+    dev.iotlb().online(reader);
+  }
+  ~IommuBench() {
+    dev.iotlb().offline(reader);
+    rcu.unregister_reader(reader);
+  }
+  IommuBench(const IommuBench&) = delete;
+  IommuBench& operator=(const IommuBench&) = delete;
+  static bool set_mem(Device& d, const GuestMemory& m) {
+    const vxlate::engine::MemRegion region = m.region();
+    return d.set_mem_table({&region, 1}) == Status::kOk;
+  }
+};
+
 void BM_IommuQueuesIdlePoll(benchmark::State& state) {
-  const auto readers = static_cast<uint32_t>(state.range(0));
-  GuestMemory mem(kGpaBase, 1 << 20);
-  Rcu rcu(readers);
-  Device dev(vxlate::engine::Config{}, rcu, 64);
-  const vxlate::engine::MemRegion region = mem.region();
-  DriverQueue reqq(mem, 64, /*event_idx=*/true, /*indirect=*/false);
-  DriverQueue evq(mem, 64, /*event_idx=*/true, /*indirect=*/false);
-  if (dev.set_mem_table({&region, 1}) != Status::kOk) {
+  IommuBench b(1 << 20, static_cast<uint32_t>(state.range(0)), 64, 64);
+  if (!b.ok) {
     state.SkipWithError("setup failed");
     return;
   }
-  vxlate::dataplane::IommuQueues iq(dev, reqq.device_config(false, EndpointId{0}),
-                                    evq.device_config(false, EndpointId{0}));
-  const uint32_t reader = rcu.register_reader();
-  dev.iotlb().online(reader);
   size_t served = 0;
-  for (auto _ : state) served += iq.poll(reader, nullptr, /*idle=*/true);
-  dev.iotlb().offline(reader);
-  rcu.unregister_reader(reader);
+  for (auto _ : state) served += b.iq.poll(b.reader, nullptr, /*idle=*/true);
   if (served != 0) {
     state.SkipWithError("an empty queue served requests");
     return;
@@ -213,22 +237,17 @@ void BM_IommuQueuesRemap(benchmark::State& state) {
   const bool moved = state.range(0) != 0;
   constexpr uint32_t kBuffers = 1024;
   constexpr uint32_t kRecycles = 16;
-  GuestMemory mem(kGpaBase, 8 << 20);
-  Rcu rcu(1);
-  Device dev(vxlate::engine::Config{}, rcu);
-  const vxlate::engine::MemRegion region = mem.region();
-  DriverQueue reqq(mem, kQueue, /*event_idx=*/true, /*indirect=*/false);
-  DriverQueue evq(mem, 64, /*event_idx=*/true, /*indirect=*/false);
-  if (dev.set_mem_table({&region, 1}) != Status::kOk) {
+  IommuBench setup(8 << 20, 1, 4096, kQueue);
+  if (!setup.ok) {
     state.SkipWithError("setup failed");
     return;
   }
-  vxlate::dataplane::IommuQueues iq(dev, reqq.device_config(false, EndpointId{0}),
-                                    evq.device_config(false, EndpointId{0}));
-  const uint32_t reader = rcu.register_reader();
-  dev.iotlb().online(reader);
+  GuestMemory& mem = setup.mem;
+  Device& dev = setup.dev;
+  auto& iq = setup.iq;
+  const uint32_t reader = setup.reader;
   Clock::duration device{};
-  vxlate::load::IommuDriver drv(mem, reqq, [&] {
+  vxlate::load::IommuDriver drv(mem, setup.reqq, [&] {
     const auto t0 = Clock::now();
     iq.poll(reader, nullptr, /*idle=*/true);
     device += Clock::now() - t0;
@@ -286,8 +305,6 @@ void BM_IommuQueuesRemap(benchmark::State& state) {
     for (uint32_t b : moved_bufs) touch(iova[b]);
     burst.end();
   }
-  dev.iotlb().offline(reader);
-  rcu.unregister_reader(reader);
   if (!ok || drv.failures() != 0) {
     state.SkipWithError("a request failed or a buffer's translation faulted");
     return;
