@@ -32,11 +32,8 @@ Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept
       cfg_(cfg),
       max_descs_(cfg.max_chain_descs == 0 ? kMaxChainDescs : std::min(cfg.max_chain_descs, kMaxChainDescs)) {}
 
-Status Virtqueue::translate(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
-                            size_t* n) noexcept {
-  ++stats_.translations;
-  if (!cfg_.access_platform) return dev_.gpa_to_hva(gpa_cursor_, addr, len, out, n);
-  if (!cfg_.hold_on_miss) return burst_.iova_to_hva(addr, len, access, out, n);
+Status Virtqueue::translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
+                                    size_t* n) noexcept {
   engine::FaultEvent fault{};
   const Status st = burst_.iova_to_hva(addr, len, access, out, n, &fault);
   if (st == Status::kFault && collecting_) {

@@ -281,7 +281,19 @@ class Virtqueue {
   bool add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable, BadChain* why) noexcept;
   bool walk(uint16_t head, Chain* c, BadChain* why) noexcept;
   bool walk_indirect(const VirtqDesc& d, Chain* c, BadChain* why) noexcept;
+  // One translation of a ring area or a buffer. Inline for the two common
+  // queues (GPAs through the cursor, IOVAs through the burst without holding
+  // on a miss), whose fast paths are inline in turn; a queue that holds on a
+  // miss goes to translate_holding(), apart, so that its fault bookkeeping
+  // does not weigh on every call of the others.
   Status translate(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out,
+                   size_t* n) noexcept {
+    ++stats_.translations;
+    if (!cfg_.access_platform) return dev_.gpa_to_hva(gpa_cursor_, addr, len, out, n);
+    if (!cfg_.hold_on_miss) return burst_.iova_to_hva(addr, len, access, out, n);
+    return translate_holding(addr, len, access, out, n);
+  }
+  Status translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out,
                            size_t* n) noexcept;
   // What the kept ring translations depend on (see begin()).
   engine::Device::Burst::Stamp current_stamp() const noexcept {

@@ -28,9 +28,9 @@
 // every search shares them) and a few lines of one leaf.
 //
 // Thread safety: none; owned by one domain and used only by the device's
-// control thread. Allocation: only insert() allocates (a split's new leaf,
-// the top level's growth) and it reports failure instead of throwing, with
-// nothing changed.
+// control thread. Allocation: only insert_after() and insert() allocate (a
+// split's new leaf, the top level's growth), and they report failure instead
+// of throwing, with nothing changed.
 #pragma once
 
 #include <cstddef>
