@@ -638,58 +638,6 @@ TEST_F(TranslateTest, MemTableValidation) {
   ASSERT_EQ(tr(7, 0x100000000, 8, pagetable::kPermRead, &s), Status::kOk);  // old table kept
 }
 
-// MemTable::Cursor, a GPA queue's translations: the results of gpa_to_hva()
-// for every query, across regions (adjacent and with a hole between them),
-// their boundaries, bad arguments and faults, and across set() of tables that
-// move the same GPAs to other host addresses, including tables allocated
-// where a freed one was.
-TEST_F(TranslateTest, MemCursorGivesTheResultsOfTheTable) {
-  const std::vector<std::vector<MemRegion>> tables = {
-      {{0x100000000, 0x100000, 0x7f0000000000}, {0x100100000, 0x100000, 0x7f1000000000}},
-      {{0x100000000, 0x100000, 0x7f2000000000}, {0x100100000, 0x100000, 0x7f3000000000}},
-      {{0x100000000, 0x80000, 0x7f4000000000}, {0x100100000, 0x100000, 0x7f5000000000}},  // hole
-      {{0x100000000, 0x200000, 0x7f6000000000}},
-  };
-  std::mt19937_64 rng(13);
-  MemTable::Cursor cursor;
-  size_t ok = 0, fault = 0, inval = 0;
-  for (int round = 0; round < 24; ++round) {
-    ASSERT_EQ(dev_->set_mem_table(tables[rng() % tables.size()]), Status::kOk);
-    dev_->iotlb().online(id_);
-    for (int i = 0; i < 2000; ++i) {
-      // Mostly near one address, as a queue's buffers are; sometimes anywhere
-      // around the regions, their boundaries or far away.
-      uint64_t gpa = 0x100000000 + (rng() % 0x40) * 64;
-      switch (rng() % 6) {
-        case 0: gpa = 0x100000000 - 0x1000 + rng() % 0x202000; break;
-        case 1: gpa = 0x100080000 - 64 + rng() % 128; break;
-        case 2: gpa = 0x100100000 - 64 + rng() % 128; break;
-        case 3: gpa = rng(); break;
-        default: break;
-      }
-      const uint64_t len = rng() % 5 == 0 ? rng() % 3 * (uint64_t{1} << (rng() % 64)) : rng() % 256;
-      const size_t cap = rng() % 8 == 0 ? rng() % 2 : 2;
-      Segment want[2], got[2];
-      size_t nwant = 7, ngot = 7;
-      const Status sw = dev_->gpa_to_hva(gpa, len, std::span<Segment>(want, cap), &nwant);
-      const Status sg = dev_->gpa_to_hva(cursor, gpa, len, std::span<Segment>(got, cap), &ngot);
-      ASSERT_EQ(sg, sw) << std::hex << gpa << " len " << len << " cap " << cap;
-      ASSERT_EQ(ngot, nwant);
-      for (size_t k = 0; k < nwant; ++k) {
-        ASSERT_EQ(got[k].addr, want[k].addr) << std::hex << gpa << " len " << len;
-        ASSERT_EQ(got[k].len, want[k].len);
-      }
-      ok += sw == Status::kOk;
-      fault += sw == Status::kFault;
-      inval += sw == Status::kInval;
-    }
-    dev_->iotlb().offline(id_);
-  }
-  EXPECT_GT(ok, 10000u);
-  EXPECT_GT(fault, 1000u);
-  EXPECT_GT(inval, 100u);
-}
-
 }  // namespace
 }  // namespace vxlate::engine
 
