@@ -45,11 +45,18 @@ void IoPageTable::free_subtree(Node* n, unsigned level) noexcept {
   pool_.give(n);
 }
 
-void IoPageTable::free_retired(void* ctx, void* ptr, uintptr_t level) noexcept {
-  static_cast<IoPageTable*>(ctx)->free_subtree(static_cast<Node*>(ptr), static_cast<unsigned>(level));
+void IoPageTable::free_retired(void* ctx, void* ptr, uintptr_t arg) noexcept {
+  auto* pt = static_cast<IoPageTable*>(ctx);
+  auto* n = static_cast<Node*>(ptr);
+  if (arg & kRetireEmpty)
+    pt->pool_.give(n, true);  // no children, all zeros
+  else
+    pt->free_subtree(n, static_cast<unsigned>(arg));
 }
 
-void IoPageTable::retire(Node* n, unsigned level) noexcept { dq_.retire(n, level); }
+void IoPageTable::retire(Node* n, unsigned level, bool empty) noexcept {
+  dq_.retire(n, level | (empty ? kRetireEmpty : 0));
+}
 
 size_t IoPageTable::reclaim() noexcept { return dq_.reclaim(); }
 
@@ -170,7 +177,7 @@ void IoPageTable::unmap_in(std::atomic<uint64_t>& holder, Node* n, unsigned leve
       // the old entry may use it until its next quiescent state.
       slot.store(0, std::memory_order_release);
       add_count(holder, -1);
-      if (e & kTable) retire(node_of(e), level + 1);
+      if (e & kTable) retire(node_of(e), level + 1, false);
     } else if (e & kValid) {
       if (!(e & kTable)) {
         // Split the block: a full child table with the same output and perms,
@@ -189,7 +196,7 @@ void IoPageTable::unmap_in(std::atomic<uint64_t>& holder, Node* n, unsigned leve
       if (count_of(slot.load(std::memory_order_relaxed)) == 0) {
         slot.store(0, std::memory_order_release);  // pairs with the acquire in walk()
         add_count(holder, -1);
-        retire(node_of(e), level + 1);
+        retire(node_of(e), level + 1, true);  // count 0: every entry was cleared
       }
     }
     if (chunk_last == last) return;

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <new>
 
+#include "vxlate/common/check.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #define VXLATE_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
@@ -15,6 +17,17 @@
 #endif
 
 namespace vxlate::pagetable::detail {
+
+namespace {
+
+[[maybe_unused]] bool is_zero(const void* t) noexcept {
+  const auto* w = static_cast<const uint64_t*>(t);
+  for (size_t i = 0; i < TablePool::kTableBytes / sizeof *w; ++i)
+    if (w[i] != 0) return false;
+  return true;
+}
+
+}  // namespace
 
 TablePool::~TablePool() {
   for (void* c : chunks_) {
@@ -49,10 +62,17 @@ bool TablePool::add_chunk() noexcept {
 void* TablePool::take(bool zero) noexcept {
   void* t;
   if (!hot_.empty()) {
-    t = hot_.back();
+    const uintptr_t h = hot_.back();
     hot_.pop_back();
+    t = reinterpret_cast<void*>(h & ~kZeroMark);
     VXLATE_UNPOISON(t, kTableBytes);
-    if (zero) std::memset(t, 0, kTableBytes);
+    if (zero) {
+      if (!(h & kZeroMark)) {
+        std::memset(t, 0, kTableBytes);
+      } else {
+        VXLATE_DCHECK(is_zero(t), "TablePool: a table given back as zeros was not");
+      }
+    }
   } else {
     if (cold_.empty() && bump_left_ == 0 && !add_chunk()) return nullptr;
     if (!cold_.empty()) {
@@ -69,10 +89,10 @@ void* TablePool::take(bool zero) noexcept {
   return t;
 }
 
-void TablePool::give(void* t) noexcept {
+void TablePool::give(void* t, bool zero) noexcept {
   --in_use_;
   if (hot_.size() < kHotMax) {
-    hot_.push_back(t);  // capacity reserved in add_chunk()
+    hot_.push_back(reinterpret_cast<uintptr_t>(t) | (zero ? kZeroMark : 0));  // capacity reserved in add_chunk()
   } else {
     madvise(t, kTableBytes, MADV_DONTNEED);
     cold_.push_back(t);  // capacity reserved in add_chunk()

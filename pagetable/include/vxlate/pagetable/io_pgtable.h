@@ -159,8 +159,12 @@ class IoPageTable {
 
   Node* take_node(bool zero) noexcept { return static_cast<Node*>(pool_.take(zero)); }
   void free_subtree(Node* n, unsigned level) noexcept;
-  static void free_retired(void* ctx, void* ptr, uintptr_t level) noexcept;
-  void retire(Node* n, unsigned level) noexcept;
+  static void free_retired(void* ctx, void* ptr, uintptr_t arg) noexcept;
+  // Frees n (a table at `level`) and its subtree after a grace period.
+  // `empty`: n holds no valid entry, so every byte of it is 0 (invalid
+  // entries are 0), and the pool may hand it out again without zeroing it.
+  void retire(Node* n, unsigned level, bool empty) noexcept;
+  static constexpr uintptr_t kRetireEmpty = 1u << 8;  // free_retired's arg: level | kRetireEmpty
 
   bool range_free(const Node* n, unsigned level, uint64_t iova, uint64_t last) const noexcept;
   Status map_in(std::atomic<uint64_t>& holder, Node* n, unsigned level, uint64_t iova,

@@ -8,7 +8,11 @@
 //
 // A freed table goes to a small hot list (kept resident, reused first by map/unmap
 // churn) or, past that, is returned to the kernel with MADV_DONTNEED and kept on
-// a cold list: its address stays reserved and reads as zeros when reused. Chunks
+// a cold list: its address stays reserved and reads as zeros when reused. A hot
+// table its giver knew to be all zeros (a table unmap emptied) is marked so, and
+// take(true) hands it out without zeroing it again: a lazy guest's spare-IOVA
+// UNMAP and MAP empty and refill one leaf table per pair, and the 4 KiB memset
+// was a fifth of the pair's time (bench/RESULTS.md). Chunks
 // go back to the kernel when the pool is destroyed. Under ASan, free tables are
 // poisoned, so a reader walking a table freed too early is reported.
 //
@@ -16,6 +20,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace vxlate::pagetable::detail {
@@ -39,8 +44,9 @@ class TablePool {
   // A table, zero-filled when `zero` (otherwise contents are unspecified);
   // nullptr when memory runs out.
   void* take(bool zero) noexcept;
-  // Returns a table taken from this pool. Never allocates.
-  void give(void* table) noexcept;
+  // Returns a table taken from this pool. Never allocates. `zero`: the caller
+  // knows every byte of it is 0 (debug builds check it when it is taken).
+  void give(void* table, bool zero = false) noexcept;
   // Makes sure the next `n` take() calls cannot fail.
   bool reserve(size_t n) noexcept;
 
@@ -52,7 +58,10 @@ class TablePool {
   std::vector<void*> chunks_;
   char* bump_ = nullptr;  // next never-used table in the newest chunk
   size_t bump_left_ = 0;
-  std::vector<void*> hot_;   // resident, stale contents
+  // Resident, stale contents unless marked: a table's address (4 KiB aligned)
+  // | kZeroMark when it was given back all zeros.
+  static constexpr uintptr_t kZeroMark = 1;
+  std::vector<uintptr_t> hot_;
   std::vector<void*> cold_;  // MADV_DONTNEED'd: zero when touched again
   size_t in_use_ = 0;
 };
