@@ -346,4 +346,12 @@ Stats Iotlb::stats() const noexcept {
   return s;
 }
 
+bool Iotlb::View::try_hit_elsewhere(uint64_t iova, uint8_t need, uint64_t* out, uint8_t* perms) const noexcept {
+  Translation t;
+  if (!try_hit(iova, need, &t)) return false;
+  *out = t.out;
+  *perms = t.perms;
+  return true;
+}
+
 }  // namespace vxlate::iotlb

@@ -263,13 +263,12 @@ class Device {
           }
         }
         if (!hit) {
-          pagetable::Translation t;
-          hit = view_.try_hit(iova, access, &t);
-          gpa = t.out;
+          uint8_t perms = 0;
+          hit = view_.try_hit_page(iova, access, &gpa, &perms);
           if (remember && hit) {
             // The older of the two makes room.
             pages_[1] = pages_[0];
-            pages_[0] = PageMemo{page, gpa & ~kOffsetMask, t.perms};
+            pages_[0] = PageMemo{page, gpa & ~kOffsetMask, perms};
           }
         }
       }
