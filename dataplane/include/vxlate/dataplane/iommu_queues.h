@@ -2,7 +2,8 @@
 // serviced in poll mode: the request queue (0) and the event queue (1).
 //
 // poll() pops every request chain available (up to kMaxRequestBurst),
-// prefetching each request struct so that their misses overlap, then copies
+// prefetching each request struct so that their misses overlap (the queues
+// run without Virtqueue's own lookahead, which would only repeat that), then copies
 // each request's device-readable part out of guest memory (so a guest that
 // rewrites it meanwhile changes nothing), hands the whole burst to
 // Device::handle_burst() -- one sync, one grace period for all its UNMAPs and
