@@ -28,6 +28,19 @@ using pagetable::kPermWrite;
 constexpr DomainId kDom1{1};
 constexpr DomainId kDom2{2};
 
+// tlb.sync() waits for reader `id` (online), so it runs on a second thread
+// while this one keeps reporting quiescent states, as a poll loop would.
+void sync_while_reporting(Iotlb& tlb, uint32_t id) {
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    tlb.sync();
+    done.store(true, std::memory_order_release);
+  });
+  while (!done.load(std::memory_order_acquire)) tlb.quiescent(id);
+  writer.join();
+  tlb.quiescent(id);
+}
+
 class IotlbTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -39,18 +52,7 @@ class IotlbTest : public ::testing::Test {
     rcu_.unregister_reader(id_);
   }
 
-  // sync() waits for this (online) reader, so run it on a second thread while
-  // this one keeps reporting quiescent states, as a poll loop would.
-  void sync() {
-    std::atomic<bool> done{false};
-    std::thread writer([&] {
-      tlb_.sync();
-      done.store(true, std::memory_order_release);
-    });
-    while (!done.load(std::memory_order_acquire)) tlb_.quiescent(id_);
-    writer.join();
-    tlb_.quiescent(id_);
-  }
+  void sync() { sync_while_reporting(tlb_, id_); }
 
   Status tr(DomainId d, const IoPageTable& pt, uint64_t iova, uint8_t need, Translation* t) {
     return tlb_.translate(id_, d, pt, iova, need, t);
@@ -459,14 +461,7 @@ TEST(IotlbView, TryHitPageAgreesWithTryHit) {
   for (int i = 0; i < 20000; ++i) {
     if (i == 10000) {  // a flushed generation stops matching everywhere
       tlb.add_flush_domain(kDom1);
-      std::atomic<bool> done{false};
-      std::thread writer([&] {
-        tlb.sync();
-        done.store(true, std::memory_order_release);
-      });
-      while (!done.load(std::memory_order_acquire)) tlb.quiescent(id);
-      writer.join();
-      tlb.quiescent(id);
+      sync_while_reporting(tlb, id);
     }
     Iotlb::View v;
     v.begin(tlb, id, kDom1, pt);
