@@ -202,14 +202,16 @@ class Device {
     void begin(Device& dev, uint32_t reader, EndpointId ep) noexcept;
     // Inline for the common case: a DMA inside one 4 KiB page whose
     // translation is cached and whose guest memory lies in the last region
-    // this burst used costs one IOTLB probe (none when it is one of the two
-    // pages the burst's last fast translations used: a virtio-net header and
-    // its frame, a chain's buffers in one page, the page of the indirect
-    // tables between two buffer pages) and a range check, with no call;
-    // anything else (a miss, a fault, a page or region boundary, a bad
-    // argument) goes to iova_to_hva_slow(), which gives the same result. The
-    // remembered pages are translations this burst made, so they are valid
-    // for the whole burst (the View's read section); begin() forgets them.
+    // this burst used costs one IOTLB probe and a range check, with no call.
+    // The probe (Iotlb::View::try_hit_page) loads the page's 4 KiB leaf from
+    // its preferred entry; there is none when the page is one of the two the
+    // burst's last fast translations used (a virtio-net header and its
+    // frame, a chain's buffers in one page, the page of the indirect tables
+    // between two buffer pages). Anything else (a miss, a fault, a page or
+    // region boundary, a bad argument) goes to iova_to_hva_slow(), which
+    // gives the same result. The remembered pages are translations this
+    // burst made, so they are valid for the whole burst (the View's read
+    // section); begin() forgets them.
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
       uint64_t hva = 0;
