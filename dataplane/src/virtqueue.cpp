@@ -121,6 +121,7 @@ bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
   budget_ = budget;
   // The first chains' descriptors, for lookahead() to read.
   hint_table_ = nullptr;
+  ++bursts_;  // the tables hinted in earlier bursts go stale
   if (cfg_.lookahead)
     for (uint16_t k = 0; k < kLookahead; ++k) prefetch_desc(k);
   return true;
@@ -213,6 +214,7 @@ void Virtqueue::lookahead() noexcept {
       if (d.len >= sizeof(VirtqDesc) && (hint_table_ = hint(d.addr, len, false)) != nullptr) {
         hint_table_addr_ = d.addr;
         hint_table_len_ = static_cast<uint32_t>(len);
+        hinted_[static_cast<uint16_t>(last_avail_ + 2) & 3] = HintedTable{d.addr, hint_table_, bursts_, hint_table_len_};
         __builtin_prefetch(hint_table_, 0, 3);
       }
     } else {
@@ -362,10 +364,19 @@ bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) n
   }
   std::array<Segment, kMaxIndirectSegs> segs;
   size_t nsegs = 0;
-  const Status st = translate(table.addr, table.len, kPermRead, segs, &nsegs);
-  if (st != Status::kOk) {
-    *why = st == Status::kInval ? BadChain::kTooManySegs : BadChain::kUnmapped;
-    return false;
+  // The lookahead may have translated this table already, this burst (pop()
+  // has moved last_avail_ past the chain being walked; prefetch()'s scan
+  // walks other slots).
+  const HintedTable& h = hinted_[static_cast<uint16_t>(last_avail_ - 1) & 3];
+  if (cfg_.lookahead && h.burst == bursts_ && h.addr == table.addr && table.len <= h.len && !collecting_) {
+    segs[0] = Segment{reinterpret_cast<uint64_t>(h.hva), table.len};
+    nsegs = 1;
+  } else {
+    const Status st = translate(table.addr, table.len, kPermRead, segs, &nsegs);
+    if (st != Status::kOk) {
+      *why = st == Status::kInval ? BadChain::kTooManySegs : BadChain::kUnmapped;
+      return false;
+    }
   }
   const uint32_t n = table.len / sizeof(VirtqDesc);
   // Reads descriptor i (< n) of the table, which may straddle two host

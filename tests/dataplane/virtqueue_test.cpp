@@ -333,6 +333,45 @@ TEST_P(VirtqueueTest, DirectThenIndirect) {
   expect_chain(0, 2, {{kBuf, 16}, {kBuf + 0x40, 8}, {kBuf + 0x80, 8}});
 }
 
+// pop()'s lookahead translates the indirect table of the chain two ahead, and
+// the walk of that chain uses the translation when the descriptor it reads
+// names the same bytes. A driver that changes the descriptor after the
+// lookahead read it (another table, or the same one grown past what was
+// translated) gets its new table walked; one that rewrites the table itself
+// gets the new entries read.
+TEST_P(VirtqueueTest, LookaheadTablesFollowTheDescriptorsTheWalkReads) {
+  Virtqueue q(*dev_, fresh(8));
+  const uint64_t other = kTable + 0x800;
+  auto table_of = [&](uint16_t h) { return h == 3 ? kBGpa - 32 : kTable + 0x100 * h; };
+  for (uint16_t h = 0; h < 5; ++h) {
+    const uint64_t t = table_of(h);
+    set_table(t, {d(kBuf + 0x100 * h, 12, N, 1), d(kBuf + 0x100 * h + 12, 20 + h)});
+    set_desc(h, d(t, 32, I));
+  }
+  offer({0, 1, 2, 3, 4});
+  ASSERT_TRUE(q.begin(reader_));
+  ASSERT_TRUE(q.pop(&c_));  // chain 0; the lookahead has translated chain 2's table
+  expect_chain(0, 2, {{kBuf, 12}, {kBuf + 12, 20}});
+  // Chain 2 now names another table; chain 3's table (translated by the next
+  // pop's lookahead) will get a third entry and a longer descriptor.
+  set_table(other, {d(kBuf + 0x900, 7)});
+  set_desc(2, d(other, 16, I));
+  ASSERT_TRUE(q.pop(&c_));  // chain 1; the lookahead translates 32 bytes of chain 3's table
+  expect_chain(1, 2, {{kBuf + 0x100, 12}, {kBuf + 0x100 + 12, 21}});
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(2, 1, {{kBuf + 0x900, 7}});
+  set_table(table_of(3), {d(kBuf + 0x300, 12, N, 1), d(kBuf + 0x300 + 12, 23, N, 2), d(kBuf + 0xa00, 5)});
+  set_desc(3, d(table_of(3), 48, I));
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(3, 3, {{kBuf + 0x300, 12}, {kBuf + 0x300 + 12, 23}, {kBuf + 0xa00, 5}});
+  // Chain 4's table keeps its address and length but not its entries.
+  set_table(kTable + 0x400, {d(kBuf + 0xb00, 9, N, 1), d(kBuf + 0xb40, 3, W)});
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(4, 1, {{kBuf + 0xb00, 9}, {kBuf + 0xb40, 3}});
+  EXPECT_FALSE(q.pop(&c_));
+  EXPECT_EQ(q.stats().bad_total(), 0u);
+}
+
 // The largest legal chains: one just under each hostile case's limit.
 TEST_P(VirtqueueTest, LimitsAreInclusive) {
   {

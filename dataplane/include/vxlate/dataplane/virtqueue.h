@@ -41,7 +41,10 @@
 // hints only: the walk re-reads and checks everything, and a hint
 // translates through Device::Burst::peek (no fault reported, no hit
 // counted; a miss is walked and filled, so the walk's own translation hits
-// and strict mode's fresh IOVAs are prefetched too). The price is ~15 ns of
+// and strict mode's fresh IOVAs are prefetched too). An indirect table the
+// lookahead translated is not translated again by its walk when the
+// descriptor the walk reads names the same address and no more bytes (a
+// translation made in a burst holds for all of it). The price is ~15 ns of
 // work per chain where the guest's lines are already in this core's cache
 // (bench_virtqueue's *_no_lookahead variants); QueueConfig::lookahead turns
 // it off.
@@ -278,6 +281,19 @@ class Virtqueue {
   const uint8_t* hint_table_ = nullptr;
   uint64_t hint_table_addr_ = 0;
   uint32_t hint_table_len_ = 0;  // bytes of it translated: 16 or 32
+  // The tables lookahead() translated, by their chain's avail slot (mod 4:
+  // the chain two ahead, one ahead and the one being walked), for
+  // walk_indirect() to use instead of translating the same bytes again. A
+  // translation made in this burst is valid for all of it; one made in an
+  // earlier burst (burst != bursts_) is not used.
+  struct HintedTable {
+    uint64_t addr = 0;
+    const uint8_t* hva = nullptr;
+    uint64_t burst = 0;
+    uint32_t len = 0;
+  };
+  std::array<HintedTable, 4> hinted_{};
+  uint64_t bursts_ = 1;  // begin() calls; 64 bits, so that it never wraps back onto an old entry
   bool add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable, BadChain* why) noexcept;
   bool walk(uint16_t head, Chain* c, BadChain* why) noexcept;
   bool walk_indirect(const VirtqDesc& d, Chain* c, BadChain* why) noexcept;
