@@ -255,7 +255,7 @@ class Iotlb : private RcuClient {
     // cached entry translates iova with `need`.
     bool try_hit_page(uint64_t iova, uint8_t need, uint64_t* out, uint8_t* perms) const noexcept {
       const Entry& e = entries_[((iova >> code_shift(0)) ^ salt_) & mask_];
-      if (e.key == make_key(iova & ~kOutPermMask, 0) && e.tag == tag_) [[likely]] {
+      if (holds(e, make_key(iova & ~kOutPermMask, 0), tag_)) [[likely]] {
         *perms = static_cast<uint8_t>(e.out & pagetable::kPermReadWrite);
         *out = (e.out & ~kOutPermMask) | (iova & kOutPermMask);
         return (*perms & need) == need;
