@@ -120,7 +120,6 @@ bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
   avail_cache_ = idx;
   budget_ = budget;
   // The first chains' descriptors, for lookahead() to read.
-  hint_table_ = nullptr;
   ++bursts_;  // the tables hinted in earlier bursts go stale
   if (cfg_.lookahead)
     for (uint16_t k = 0; k < kLookahead; ++k) prefetch_desc(k);
@@ -187,35 +186,36 @@ void Virtqueue::lookahead() noexcept {
     return true;
   };
   prefetch_desc(kLookahead);
-  // One ahead: the buffers of the indirect table prefetched by the previous
-  // pop (the descriptor says the same table address), read from the host
-  // address that pop translated; a table not prefetched is not read here.
+  // One ahead: the buffers of the indirect table an earlier pop translated
+  // and prefetched (its descriptor still says the same table address), read
+  // from that host address; a table not translated this burst is not read
+  // here.
   VirtqDesc d;
-  if (hint_table_ != nullptr && desc_at(1, &d) && (d.flags & kDescFlagIndirect) && d.addr == hint_table_addr_ &&
+  const HintedTable& h = hinted_[static_cast<uint16_t>(last_avail_ + 1) & 3];
+  if (h.burst == bursts_ && desc_at(1, &d) && (d.flags & kDescFlagIndirect) && d.addr == h.addr &&
       d.len >= sizeof(VirtqDesc)) {
     VirtqDesc e;
-    std::memcpy(&e, hint_table_, sizeof e);
+    std::memcpy(&e, h.hva, sizeof e);
     uint64_t len = e.len;
     // A header alone in its buffer with the frame right after it (Linux's
     // virtio-net without room to push the header): one span, one hint.
-    if (len < 64 && hint_table_len_ >= 2 * sizeof(VirtqDesc) && (e.flags & kDescFlagNext) && e.next == 1) {
+    if (len < 64 && h.len >= 2 * sizeof(VirtqDesc) && (e.flags & kDescFlagNext) && e.next == 1) {
       VirtqDesc f;
-      std::memcpy(&f, hint_table_ + sizeof f, sizeof f);
+      std::memcpy(&f, h.hva + sizeof f, sizeof f);
       if (f.addr == e.addr + e.len && ((f.flags ^ e.flags) & kDescFlagWrite) == 0) len += f.len;
     }
     prefetch_buffer(e.addr, static_cast<uint32_t>(std::min<uint64_t>(len, 128)), (e.flags & kDescFlagWrite) != 0);
   }
-  hint_table_ = nullptr;
   // Two ahead: the line the head descriptor points to.
   if (left > 2 && desc_at(2, &d)) {
     if ((d.flags & kDescFlagIndirect) && cfg_.indirect) {
       // Its first two descriptors (one when the table is shorter).
       const uint64_t len = d.len >= 2 * sizeof(VirtqDesc) ? 2 * sizeof(VirtqDesc) : sizeof(VirtqDesc);
-      if (d.len >= sizeof(VirtqDesc) && (hint_table_ = hint(d.addr, len, false)) != nullptr) {
-        hint_table_addr_ = d.addr;
-        hint_table_len_ = static_cast<uint32_t>(len);
-        hinted_[static_cast<uint16_t>(last_avail_ + 2) & 3] = HintedTable{d.addr, hint_table_, bursts_, hint_table_len_};
-        __builtin_prefetch(hint_table_, 0, 3);
+      const uint8_t* table = d.len >= sizeof(VirtqDesc) ? hint(d.addr, len, false) : nullptr;
+      if (table != nullptr) {
+        hinted_[static_cast<uint16_t>(last_avail_ + 2) & 3] =
+            HintedTable{d.addr, table, bursts_, static_cast<uint32_t>(len)};
+        __builtin_prefetch(table, 0, 3);
       }
     } else {
       prefetch_buffer(d.addr, d.len, (d.flags & kDescFlagWrite) != 0);

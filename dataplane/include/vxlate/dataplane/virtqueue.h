@@ -275,17 +275,13 @@ class Virtqueue {
   void prefetch_desc(uint16_t ahead) noexcept;
   void prefetch_buffer(uint64_t addr, uint32_t len, bool writable) noexcept;
   const uint8_t* hint(uint64_t addr, uint64_t len, bool writable) noexcept;
-  // The indirect table lookahead() prefetched two slots ahead (its first one
-  // or two descriptors translated, this burst), for the next pop's step one
-  // ahead; nullptr: none.
-  const uint8_t* hint_table_ = nullptr;
-  uint64_t hint_table_addr_ = 0;
-  uint32_t hint_table_len_ = 0;  // bytes of it translated: 16 or 32
-  // The tables lookahead() translated, by their chain's avail slot (mod 4:
-  // the chain two ahead, one ahead and the one being walked), for
-  // walk_indirect() to use instead of translating the same bytes again. A
-  // translation made in this burst is valid for all of it; one made in an
-  // earlier burst (burst != bursts_) is not used.
+  // The indirect tables lookahead() translated (their first one or two
+  // descriptors, len 16 or 32), by their chain's avail slot (mod 4: the
+  // chain two ahead, one ahead and the one being walked): read by the next
+  // lookahead's step one ahead, and used by walk_indirect() instead of
+  // translating the same bytes again. A translation made in this burst is
+  // valid for all of it; one made in an earlier burst (burst != bursts_) is
+  // not used. An entry is used only for the table address it names.
   struct HintedTable {
     uint64_t addr = 0;
     const uint8_t* hva = nullptr;

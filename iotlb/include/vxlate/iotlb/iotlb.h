@@ -254,7 +254,7 @@ class Iotlb : private RcuClient {
     // with *out (the output address of iova) and *perms (the entry's) when a
     // cached entry translates iova with `need`.
     bool try_hit_page(uint64_t iova, uint8_t need, uint64_t* out, uint8_t* perms) const noexcept {
-      const Entry& e = entries_[((iova >> code_shift(0)) ^ salt_) & mask_];
+      const Entry& e = entries_[slot_index(iova, 0, salt_, mask_)];
       if (holds(e, make_key(iova & ~kOutPermMask, 0), tag_)) [[likely]] {
         *perms = static_cast<uint8_t>(e.out & pagetable::kPermReadWrite);
         *out = (e.out & ~kOutPermMask) | (iova & kOutPermMask);
@@ -396,8 +396,11 @@ class Iotlb : private RcuClient {
   // set_stride_ (the low index bits pick the set, the high ones the way), so
   // two domains whose ranges land on the same entries still get kWays ways
   // each set, where adjacent ways would be taken by one range's neighbours.
+  static size_t slot_index(uint64_t iova, unsigned code, uint64_t salt, size_t entry_mask) noexcept {
+    return ((iova >> code_shift(code)) ^ leaf_salt(salt, code)) & entry_mask;
+  }
   size_t slot_of(uint64_t iova, unsigned code, uint64_t salt) const noexcept {
-    return ((iova >> code_shift(code)) ^ leaf_salt(salt, code)) & entry_mask_;
+    return slot_index(iova, code, salt, entry_mask_);
   }
   size_t set_of(size_t slot) const noexcept { return slot & (set_stride_ - 1); }
   // Both compares on the entry's one line: the tag folds the domain and its
