@@ -170,9 +170,13 @@ void stress(Reports reports) {
   EXPECT_EQ(stale.load(), 0u);
   EXPECT_GT(hits.load(), 1000u);
   EXPECT_GT(st.hits, 1000u);
-  // How many cached entries a range record still finds depends on scheduling
-  // (two cores, three threads); the mutation-tested invariants above do not.
-  EXPECT_GT(st.invalidations, 0u);
+  // The readers applied the writer's records. Whether as range records or
+  // as whole flushes depends on scheduling (two cores, three threads): a
+  // reader starved for a whole log's worth of syncs flushes instead (seen
+  // under ctest -j2 with coalesced reports: 0 range records, 863 flushes).
+  // iotlb_test covers the range records deterministically; the
+  // mutation-tested invariants above do not depend on which it was.
+  EXPECT_GT(st.invalidations + st.flushes, 0u);
   EXPECT_GT(batches, 100);
 }
 
