@@ -117,7 +117,7 @@ void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept 
   ep_ = ep;
   dom_ = nullptr;
   stamp_ = Stamp{};
-  pages_[0] = pages_[1] = PageMemo{};
+  page_ = PageMemo{};
   mem_ = dev.mem_.snapshot();
   stamp_.mem_version = mem_ != nullptr ? mem_->version : 0;
   last_region_ = mem_ != nullptr && mem_ == prev_mem && stamp_.mem_version == prev_version ? prev_region : nullptr;

@@ -204,14 +204,16 @@ class Device {
     // translation is cached and whose guest memory lies in the last region
     // this burst used costs one IOTLB probe and a range check, with no call.
     // The probe (Iotlb::View::try_hit_page) loads the page's 4 KiB leaf from
-    // its preferred entry; there is none when the page is one of the two the
-    // burst's last fast translations used (a virtio-net header and its
-    // frame, a chain's buffers in one page, the page of the indirect tables
-    // between two buffer pages). Anything else (a miss, a fault, a page or
+    // its preferred entry; there is none when the page is the one the
+    // burst's last fast translation used (a virtio-net header and its frame,
+    // a chain's buffers in one page). One remembered page, not more: a
+    // memo check costs about half a probe, so a second entry pays only when
+    // most translations hit it (two entries cost 9 instructions more per
+    // netperf frame than one). Anything else (a miss, a fault, a page or
     // region boundary, a bad argument) goes to iova_to_hva_slow(), which
-    // gives the same result. The remembered pages are translations this
-    // burst made, so they are valid for the whole burst (the View's read
-    // section); begin() forgets them.
+    // gives the same result. The remembered page is a translation this
+    // burst made, so it is valid for the whole burst (the View's read
+    // section); begin() forgets it.
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
       uint64_t hva = 0;
@@ -225,12 +227,13 @@ class Device {
     }
     // A hint, for prefetching what a later translation of this burst will
     // read: the host address of [iova, iova + len) (one page, in the last
-    // memory region this burst used), else nullptr. A cached page costs what
-    // iova_to_hva()'s fast path does; a miss is walked and filled (counted as
-    // a miss), so that the translation it prepares then hits. No fault is
-    // reported and no hit counted, and the pages the burst remembers stay
-    // those of its translations (a hint for the next chain must not push out
-    // the page of the one being walked).
+    // memory region this burst used), else nullptr. A cached page costs one
+    // IOTLB probe (a hint names the next chain's pages, seldom the one
+    // remembered, so it does not look there); a miss is walked and filled
+    // (counted as a miss), so that the translation it prepares then hits. No
+    // fault is reported and no hit counted, and the remembered page stays
+    // that of the burst's last translation (a hint for the next chain must
+    // not push out the page of the one being walked).
     const uint8_t* peek(uint64_t iova, uint64_t len, uint8_t access) noexcept {
       uint64_t hva = 0;
       if (fast_path<false>(iova, len, access, &hva)) [[likely]]
@@ -242,9 +245,9 @@ class Device {
 
    private:
     // iova_to_hva()'s fast path: true with *hva set when [iova, iova + len)
-    // lies in one 4 KiB page whose translation is remembered or an IOTLB hit
-    // with `access`, and in the last memory region this burst used;
-    // `remember`: an IOTLB hit becomes one of the remembered pages.
+    // lies in one 4 KiB page whose translation is an IOTLB hit with `access`
+    // (or, `remember`, the remembered page), and in the last memory region
+    // this burst used; `remember`: an IOTLB hit becomes the remembered page.
     template <bool remember>
     bool fast_path(uint64_t iova, uint64_t len, uint8_t access, uint64_t* hva) noexcept {
       constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
@@ -257,21 +260,13 @@ class Device {
       bool hit = stamp_.mode == kIdentity;
       if (stamp_.mode == kTranslate) {
         const uint64_t page = iova & ~kOffsetMask;
-        for (const PageMemo& m : pages_) {
-          if (page == m.iova && (m.perms & access) == access) {
-            gpa = m.out | (iova & kOffsetMask);
-            hit = true;
-            break;
-          }
-        }
-        if (!hit) {
+        if (remember && page == page_.iova && (page_.perms & access) == access) {
+          gpa = page_.out | (iova & kOffsetMask);
+          hit = true;
+        } else {
           uint8_t perms = 0;
           hit = view_.try_hit_page(iova, access, &gpa, &perms);
-          if (remember && hit) {
-            // The older of the two makes room.
-            pages_[1] = pages_[0];
-            pages_[0] = PageMemo{page, gpa & ~kOffsetMask, perms};
-          }
+          if (remember && hit) page_ = PageMemo{page, gpa & ~kOffsetMask, perms};
         }
       }
       // gpa .. gpa + len - 1 inside the region (no overflow: len - 1 < 4096).
@@ -289,14 +284,13 @@ class Device {
     const Domain* dom_ = nullptr;
     const MemTable::Snapshot* mem_ = nullptr;
     const MemRegion* last_region_ = nullptr;
-    // The pages of the fast path's last two IOTLB hits, the latest first;
-    // perms 0: none.
+    // The page of the fast path's last IOTLB hit; perms 0: none.
     struct PageMemo {
       uint64_t iova = 0;
       uint64_t out = 0;
       uint8_t perms = 0;
     };
-    PageMemo pages_[2];
+    PageMemo page_;
     iotlb::Iotlb::View view_;
     Stamp stamp_;
   };
