@@ -168,11 +168,15 @@ void prefetch_lines(const uint8_t* p, uint64_t len, bool writable) noexcept {
 }  // namespace
 
 // A buffer's first line or two (prefetch_lines), through a hint translation
-// of the bytes in them.
-void Virtqueue::prefetch_buffer(uint64_t addr, uint32_t len, bool writable) noexcept {
-  const uint32_t span = std::min<uint32_t>(len, 128 - static_cast<uint32_t>(addr & 63));
-  if (span == 0) return;
-  if (const uint8_t* p = hint(addr, span, writable)) prefetch_lines(p, span, writable);
+// of its bytes up to the end of their page, which the walk of the chain in
+// avail slot `slot` then uses instead of translating them again.
+void Virtqueue::prefetch_buffer(uint16_t slot, uint64_t addr, uint32_t len, bool writable) noexcept {
+  const uint64_t in_page = std::min<uint64_t>(len, kHintPage - (addr & (kHintPage - 1)));
+  if (in_page == 0) return;
+  const uint8_t* p = hint(addr, in_page, writable);
+  if (p == nullptr) return;
+  prefetch_lines(p, std::min<uint64_t>(in_page, 128 - (addr & 63)), writable);
+  hinted_bufs_[slot & 3] = HintedBuffer{addr, p, bursts_, static_cast<uint32_t>(in_page), writable};
 }
 
 void Virtqueue::lookahead() noexcept {
@@ -204,7 +208,8 @@ void Virtqueue::lookahead() noexcept {
       std::memcpy(&f, h.hva + sizeof f, sizeof f);
       if (f.addr == e.addr + e.len && ((f.flags ^ e.flags) & kDescFlagWrite) == 0) len += f.len;
     }
-    prefetch_buffer(e.addr, static_cast<uint32_t>(std::min<uint64_t>(len, 128)), (e.flags & kDescFlagWrite) != 0);
+    prefetch_buffer(static_cast<uint16_t>(last_avail_ + 1), e.addr, static_cast<uint32_t>(std::min<uint64_t>(len, UINT32_MAX)),
+                    (e.flags & kDescFlagWrite) != 0);
   }
   // Two ahead: the line the head descriptor points to.
   if (left > 2 && desc_at(2, &d)) {
@@ -218,7 +223,7 @@ void Virtqueue::lookahead() noexcept {
         __builtin_prefetch(table, 0, 3);
       }
     } else {
-      prefetch_buffer(d.addr, d.len, (d.flags & kDescFlagWrite) != 0);
+      prefetch_buffer(static_cast<uint16_t>(last_avail_ + 2), d.addr, d.len, (d.flags & kDescFlagWrite) != 0);
     }
   }
 }
@@ -227,7 +232,13 @@ bool Virtqueue::pop(Chain* c) noexcept {
   if (desc_ == nullptr || broken_) return false;  // no begin() this burst, or stopped
   for (;;) {
     if (last_avail_ == avail_cache_ || budget_ == 0) return false;
-    if (cfg_.lookahead) lookahead();
+    if (cfg_.lookahead) {
+      lookahead();
+      // Its hint translation of this chain's first buffer, if it made one
+      // this burst, for the walk.
+      const HintedBuffer& hinted = hinted_bufs_[last_avail_ & 3];
+      walk_hint_ = hinted.burst == bursts_ ? &hinted : nullptr;
+    }
     --budget_;  // every slot counts, good or bad
     const uint16_t head = avail_.ring(last_avail_ & (cfg_.size - 1));  // plain: ordered by the acquire above
     ++last_avail_;
@@ -287,8 +298,18 @@ bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable,
     return false;
   }
   size_t n = 0;
-  const Status st = translate(addr, len, writable ? kPermWrite : kPermRead,
-                              std::span<Segment>(c->segs.data() + c->nsegs, kMaxChainSegs - c->nsegs), &n);
+  Status st;
+  // The lookahead may have translated these bytes already, this burst.
+  const HintedBuffer* h = walk_hint_;
+  if (h != nullptr && addr - h->addr < h->len && len <= h->len - (addr - h->addr) && h->writable == writable) {
+    ++stats_.translations;
+    c->segs[c->nsegs] = Segment{reinterpret_cast<uint64_t>(h->hva) + (addr - h->addr), len};
+    n = 1;
+    st = Status::kOk;
+  } else {
+    st = translate(addr, len, writable ? kPermWrite : kPermRead,
+                   std::span<Segment>(c->segs.data() + c->nsegs, kMaxChainSegs - c->nsegs), &n);
+  }
   if (st == Status::kFault && collecting_) return true;  // prefetch(): named, skipped
   if (st != Status::kOk) {
     // FAULT: some byte unmapped or without the permission; INVAL here (the range
@@ -437,6 +458,7 @@ size_t Virtqueue::prefetch(uint32_t max_chains, std::span<Miss> out) noexcept {
   collect_ = out;
   ncollected_ = 0;
   collecting_ = true;
+  walk_hint_ = nullptr;  // pop()'s, for the chain it walked; the scan walks others
   Chain& c = scan_chain_;
   while (scan_ != avail_cache_ && max_chains > 0 && ncollected_ < out.size()) {
     --max_chains;

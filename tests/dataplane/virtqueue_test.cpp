@@ -213,6 +213,55 @@ TEST_P(VirtqueueTest, LookaheadTablesFollowTheDescriptorsTheWalkReads) {
   EXPECT_EQ(q.stats().bad_total(), 0u);
 }
 
+// The lookahead also translates the first buffer of the chain one ahead (up
+// to the end of its page), and the walk of that chain uses the translation
+// for the buffers that lie inside it, with the same access. A driver that
+// changes the descriptor after the lookahead read it gets what the new
+// descriptor says: another address, an offset inside the translated bytes,
+// a buffer grown across a region boundary (two segments), a readable buffer
+// made device-writable (refused where the page is read-only).
+TEST_P(VirtqueueTest, LookaheadBuffersFollowTheDescriptorsTheWalkReads) {
+  Virtqueue q(*dev_, fresh(8));
+  auto table_of = [](uint16_t h) { return kTable + 0x100 * h; };
+  const VirtqDesc ro = ap() ? raw(kRoIova, 16) : d(kRoGpa, 16);
+  for (uint16_t h = 0; h < 6; ++h) {
+    if (h == 4)
+      set_table(table_of(h), {d(kBGpa - 8, 8)});
+    else if (h == 5)
+      set_table(table_of(h), {ro});
+    else
+      set_table(table_of(h), {d(kBuf + 0x100 * h, 12, N, 1), d(kBuf + 0x100 * h + 12, 64)});
+    set_desc(h, d(table_of(h), h >= 4 ? 16 : 32, I));
+  }
+  offer({0, 1, 2, 3, 4, 5});
+  ASSERT_TRUE(q.begin(reader_));
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(0, 2, {{kBuf, 12}, {kBuf + 12, 64}});
+  ASSERT_TRUE(q.pop(&c_));  // its lookahead translates chain 2's first buffer (76 bytes)
+  expect_chain(1, 2, {{kBuf + 0x100, 12}, {kBuf + 0x100 + 12, 64}});
+  set_table(table_of(2), {d(kBuf + 0x900, 12, N, 1), d(kBuf + 0x200 + 12, 64)});
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(2, 2, {{kBuf + 0x900, 12}, {kBuf + 0x200 + 12, 64}});
+  set_table(table_of(3), {d(kBuf + 0x300 + 4, 8, N, 1), d(kBuf + 0x300 + 12, 64)});
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(3, 2, {{kBuf + 0x300 + 4, 8}, {kBuf + 0x300 + 12, 64}});
+  set_table(table_of(4), {d(kBGpa - 8, 16)});  // 8 bytes translated, 16 named
+  ASSERT_TRUE(q.pop(&c_));
+  expect_chain(4, 2, {{kBGpa - 8, 8}, {kBGpa, 8}});
+  VirtqDesc w = ro;
+  w.flags = W;
+  set_table(table_of(5), {w});  // translated readable, named writable
+  if (ap()) {
+    EXPECT_FALSE(q.pop(&c_));
+    EXPECT_EQ(q.stats().bad[ix(BadChain::kUnmapped)], 1u);
+    EXPECT_EQ(q.stats().bad_total(), 1u);
+  } else {
+    ASSERT_TRUE(q.pop(&c_));
+    expect_chain(5, 0, {{kRoGpa, 16}});
+    EXPECT_EQ(q.stats().bad_total(), 0u);
+  }
+}
+
 // The largest legal chains: one just under each hostile case's limit.
 TEST_P(VirtqueueTest, LimitsAreInclusive) {
   {

@@ -133,6 +133,44 @@ TEST_P(VirtqueueTest, UnmapOfLiveRing) {
   EXPECT_EQ(used_idx(), 1);
 }
 
+// The lookahead's translation of a chain's first buffer holds for its burst
+// only: a chain left in the ring when the burst ended, whose buffer is
+// unmapped before the next one, is walked afresh and refused.
+TEST_P(VirtqueueTest, LookaheadBuffersDoNotOutliveTheirBurst) {
+  if (!ap()) GTEST_SKIP() << "nothing to unmap without ACCESS_PLATFORM";
+  constexpr uint64_t kPageIova = 0x50000000;
+  dev_->iotlb().offline(reader_);
+  ASSERT_EQ(send(map_req(1, kPageIova, kPageIova + 0xfff, kBuf + 0x2000, kRW)), 0);
+  dev_->iotlb().online(reader_);
+  Virtqueue q(*dev_, fresh(8));
+  for (uint16_t h = 0; h < 3; ++h) {
+    const uint64_t t = kTable + 0x100 * h;
+    if (h == 2)
+      set_table(t, {raw(kPageIova, 12, N, 1), raw(kPageIova + 12, 64)});
+    else
+      set_table(t, {d(kBuf + 0x100 * h, 12, N, 1), d(kBuf + 0x100 * h + 12, 64)});
+    set_desc(h, d(t, 32, I));
+  }
+  offer({0, 1, 2});
+  ASSERT_TRUE(q.begin(reader_));
+  ASSERT_TRUE(q.pop(&c_));
+  ASSERT_TRUE(q.pop(&c_));  // its lookahead translates chain 2's first buffer
+  q.push(0, 0);
+  q.push(1, 0);
+  q.publish();  // the burst ends with chain 2 in the ring
+
+  std::atomic<int> st{-2};
+  std::thread control([&] { st.store(send(unmap_req(1, kPageIova, kPageIova + 0xfff))); });
+  while (st.load() == -2) dev_->iotlb().quiescent(reader_);
+  control.join();
+  ASSERT_EQ(st.load(), 0);
+  ASSERT_TRUE(q.begin(reader_));
+  EXPECT_FALSE(q.pop(&c_));
+  EXPECT_EQ(q.stats().bad[ix(BadChain::kUnmapped)], 1u);
+  q.publish();
+  EXPECT_EQ(used_idx(), 3);  // completed with length 0
+}
+
 // hold_on_miss (a vhost-user device IOTLB): a chain whose buffer does not
 // translate stays in its ring, with everything behind it, and take_miss()
 // names the address; once it translates the same chain pops. Without
