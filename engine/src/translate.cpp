@@ -105,22 +105,36 @@ void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept 
   VXLATE_DCHECK(reader < dev.rcu_.max_readers(), "Device::Burst: reader id out of range");
   VXLATE_DCHECK(dev.rcu_.is_online(reader), "Device::Burst: a reader must be online (Iotlb::online) to translate");
   view_.end();  // the previous burst's hits
+  page_ = PageMemo{};
+  const MemTable::Snapshot* const mem = dev.mem_.snapshot();
+  const uint64_t version = mem != nullptr ? mem->version : 0;
   // The last region used stays when the memory table is the one the previous
   // burst used (its version names one published table, and that table is
   // current, so alive): a burst of one chain then starts on the fast path
   // instead of searching the table for its first translation.
-  const MemTable::Snapshot* const prev_mem = dev_ == &dev ? mem_ : nullptr;
-  const uint64_t prev_version = stamp_.mem_version;
+  const bool same_mem = dev_ == &dev && mem != nullptr && mem == mem_ && version == stamp_.mem_version;
+  // The same endpoint, still in the same domain instance (its tag is unique
+  // among the live and dying domains, so an instance reallocated at the same
+  // address has another): of the View, only the domain's generation can
+  // have moved, and of the stamp only the epoch. A burst per poll of each
+  // queue makes this the common case.
+  if (same_mem && reader_ == reader && ep_ == ep && stamp_.mode == kTranslate) {
+    const Domain* dom = nullptr;
+    if (dev.resolve(ep.value, &dom) == kTranslate && dom == dom_ && dom->tag == stamp_.tag) [[likely]] {
+      view_.rebegin();
+      stamp_.epoch = view_.epoch();
+      return;
+    }
+  }
   const MemRegion* const prev_region = last_region_;
   dev_ = &dev;
   reader_ = reader;
   ep_ = ep;
   dom_ = nullptr;
   stamp_ = Stamp{};
-  page_ = PageMemo{};
-  mem_ = dev.mem_.snapshot();
-  stamp_.mem_version = mem_ != nullptr ? mem_->version : 0;
-  last_region_ = mem_ != nullptr && mem_ == prev_mem && stamp_.mem_version == prev_version ? prev_region : nullptr;
+  mem_ = mem;
+  stamp_.mem_version = version;
+  last_region_ = same_mem ? prev_region : nullptr;
   if (!dev.endpoint_exists(ep.value)) return;  // kNone: iova_to_hva() says INVAL
   stamp_.mode = dev.resolve(ep.value, &dom_);
   if (stamp_.mode == kTranslate) {

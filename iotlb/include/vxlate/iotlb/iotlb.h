@@ -231,6 +231,16 @@ class Iotlb : private RcuClient {
       mask_ = tlb.entry_mask_;
       hits_ = 0;
     }
+    // begin() again with the same reader, domain and page table, after
+    // end(): only the domain's generation can have moved.
+    void rebegin() noexcept {
+      VXLATE_DCHECK(tlb_ != nullptr && tlb_->rcu_.is_online(static_cast<uint32_t>(r_ - tlb_->readers_.get())),
+                    "Iotlb::View: rebegin() needs a begin() and an online reader");
+      // acquire: pairs with the release bump in sync(), as in begin().
+      gen_ = tlb_->gens_[gen_slot(DomainId{domain_})].load(std::memory_order_acquire);
+      tag_ = make_tag(domain_, gen_);
+      hits_ = 0;
+    }
     Status translate(uint64_t iova, uint8_t need, Translation* t) noexcept {
       if (const Entry* e = tlb_->find(*r_, tag_, salt_, iova)) [[likely]] {
         ++hits_;
