@@ -89,7 +89,18 @@ namespace vxlate::dataplane::vhost_user {
 inline constexpr uint16_t kMaxQueuePairs = 16;
 inline constexpr uint32_t kMaxVrings = 2 * kMaxQueuePairs;
 // How long a MISS stays unanswered before the same page is asked for again.
-inline constexpr std::chrono::milliseconds kMissRetry{20};
+// A retry is a second MISS in QEMU's queue behind the first: when the first
+// is answered, the chain completes and the guest unmaps the page and maps it
+// again (another buffer, other permissions) before QEMU reads the second,
+// the second makes the guest's IOMMU log a DMA fault. Under TCG QEMU can
+// take over 20 ms to answer (one e2e_vm strict run on a loaded machine: 81
+// retries at 20 ms, and 6 guest DMA faults, write MISSes for a page by then
+// mapped read-only, the kind this race leaves), so a retry waits 100 ms: long
+// enough that a slow answer is seldom repeated, short beside what a MISS
+// that was really lost (sent while the device was stopped) costs. The race
+// cannot be closed from this side without NEED_REPLY on the MISS (QEMU's
+// reply says it read the first).
+inline constexpr std::chrono::milliseconds kMissRetry{100};
 // Pages with a MISS outstanding per port; past it the oldest are forgotten
 // (and asked for again when a ring still needs them).
 inline constexpr size_t kMaxPendingMisses = 4096;
