@@ -208,8 +208,8 @@ void Virtqueue::lookahead() noexcept {
       std::memcpy(&f, h.hva + sizeof f, sizeof f);
       if (f.addr == e.addr + e.len && ((f.flags ^ e.flags) & kDescFlagWrite) == 0) len += f.len;
     }
-    prefetch_buffer(static_cast<uint16_t>(last_avail_ + 1), e.addr, static_cast<uint32_t>(std::min<uint64_t>(len, UINT32_MAX)),
-                    (e.flags & kDescFlagWrite) != 0);
+    prefetch_buffer(static_cast<uint16_t>(last_avail_ + 1), e.addr,
+                    static_cast<uint32_t>(std::min<uint64_t>(len, UINT32_MAX)), (e.flags & kDescFlagWrite) != 0);
   }
   // Two ahead: the line the head descriptor points to.
   if (left > 2 && desc_at(2, &d)) {

@@ -10,8 +10,10 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -92,6 +94,16 @@ class VirtqueueTest : public ::testing::TestWithParam<bool> {
   int send(const Req& req) {
     test::PostedRequest r = test::make_request(req);
     return dev_->handle(r.readable, r.writable) == engine::kTailSize ? r.status() : -1;
+  }
+  // A control call that waits for a grace period (an UNMAP, a domain
+  // change), made on another thread while this reader reports quiescent
+  // states; its result.
+  int synced(const std::function<int()>& call) {
+    std::atomic<int> st{-2};
+    std::thread control([&] { st.store(call()); });
+    while (st.load() == -2) dev_->iotlb().quiescent(reader_);
+    control.join();
+    return st.load();
   }
   // The guest address the driver writes for a GPA in guest memory.
   uint64_t ga(uint64_t gpa) const { return ap() && gpa >= kGpa && gpa < kBGpa + kBSize ? kIova + (gpa - kGpa) : gpa; }

@@ -4,11 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstring>
-#include <functional>
 #include <span>
-#include <thread>
 
 #include "dataplane/virtqueue_test_support.h"
 
@@ -33,14 +30,6 @@ TEST_P(VirtqueueTest, RingTranslationsKeptUntilAnInvalidation) {
     q.push(0, 0);
     q.publish();
     return q.stats().translations - before;
-  };
-  // A control call that waits for a grace period, while this reader reports.
-  auto synced = [&](const std::function<int()>& call) {
-    std::atomic<int> st{-2};
-    std::thread control([&] { st.store(call()); });
-    while (st.load() == -2) dev_->iotlb().quiescent(reader_);
-    control.join();
-    return st.load();
   };
   EXPECT_EQ(burst(), 4u) << "first burst: three rings and the buffer";
   EXPECT_EQ(burst(), 1u) << "rings kept";
@@ -81,16 +70,13 @@ TEST_P(VirtqueueTest, KeptRingsFollowTheEndpointsDomain) {
   copy_avail.ring(1) = 0;
   copy_avail.ring(2) = 0;
   store16(copy_avail.idx(), 3, std::memory_order_release);  // last_avail is 1: chains 1 and 2 are new
-  std::atomic<int> st{-2};
-  std::thread control([&] {
-    int r = send(attach_req(2, 1));
-    if (r == 0) r = send(map_req(2, kIova, kIova + 0x3fff, kCopy, kRW));
-    if (r == 0) r = send(map_req(2, kIova + 0x100000, kIova + 0x101fff, kBuf, kRW));
-    st.store(r);
-  });
-  while (st.load() == -2) dev_->iotlb().quiescent(reader_);
-  control.join();
-  ASSERT_EQ(st.load(), 0);
+  ASSERT_EQ(synced([&] {
+              int r = send(attach_req(2, 1));
+              if (r == 0) r = send(map_req(2, kIova, kIova + 0x3fff, kCopy, kRW));
+              if (r == 0) r = send(map_req(2, kIova + 0x100000, kIova + 0x101fff, kBuf, kRW));
+              return r;
+            }),
+            0);
   ASSERT_TRUE(q.begin(reader_));
   EXPECT_EQ(q.available(), 2) << "avail.idx read through domain 2";
   ASSERT_TRUE(q.pop(&c_));
@@ -121,11 +107,7 @@ TEST_P(VirtqueueTest, UnmapOfLiveRing) {
   EXPECT_EQ(used_idx(), 1);
   offer(0);
 
-  std::atomic<int> st{-2};
-  std::thread control([&] { st.store(send(unmap_req(1, kRingIova, kRingIova + 0x3fff))); });
-  while (st.load() == -2) dev_->iotlb().quiescent(reader_);
-  control.join();
-  ASSERT_EQ(st.load(), 0);
+  ASSERT_EQ(synced([&] { return send(unmap_req(1, kRingIova, kRingIova + 0x3fff)); }), 0);
   EXPECT_FALSE(q.begin(reader_));
   EXPECT_EQ(q.stats().ring_faults, 1u);
   EXPECT_FALSE(q.pop(&c_));
@@ -159,11 +141,7 @@ TEST_P(VirtqueueTest, LookaheadBuffersDoNotOutliveTheirBurst) {
   q.push(1, 0);
   q.publish();  // the burst ends with chain 2 in the ring
 
-  std::atomic<int> st{-2};
-  std::thread control([&] { st.store(send(unmap_req(1, kPageIova, kPageIova + 0xfff))); });
-  while (st.load() == -2) dev_->iotlb().quiescent(reader_);
-  control.join();
-  ASSERT_EQ(st.load(), 0);
+  ASSERT_EQ(synced([&] { return send(unmap_req(1, kPageIova, kPageIova + 0xfff)); }), 0);
   ASSERT_TRUE(q.begin(reader_));
   EXPECT_FALSE(q.pop(&c_));
   EXPECT_EQ(q.stats().bad[ix(BadChain::kUnmapped)], 1u);

@@ -174,7 +174,10 @@ class Device {
   // the memory table. iova_to_hva() is then Device::iova_to_hva() without
   // those loads, with the last memory region found tried before the search,
   // and with IOTLB hits counted once per burst, in end(). Same results and
-  // fault events as Device::iova_to_hva().
+  // fault events as Device::iova_to_hva(). A begin() for the same endpoint,
+  // still in the same domain instance and memory table as the previous
+  // burst (a virtqueue polled again, empty or not) reloads only the domain's
+  // generation and the epoch: 69 instructions instead of 88.
   //
   // stamp() says what the burst's translations depend on: a translation made
   // in a burst whose stamp was S stays valid in a later burst of the same
