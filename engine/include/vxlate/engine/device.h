@@ -211,11 +211,11 @@ class Device {
     // burst's last fast translation used (a virtio-net header and its frame,
     // a chain's buffers in one page). One remembered page, not more: a
     // memo check costs about half a probe, so a second entry pays only when
-    // most translations hit it (two entries cost 9 instructions more per
-    // netperf frame than one). Anything else (a miss, a fault, a page or
-    // region boundary, a bad argument) goes to iova_to_hva_slow(), which
-    // gives the same result. The remembered page is a translation this
-    // burst made, so it is valid for the whole burst (the View's read
+    // most translations hit it (two entries cost 16 instructions more per
+    // BM_VirtqueueTx/iova frame than one). Anything else (a miss, a fault, a
+    // page or region boundary, a bad argument) goes to iova_to_hva_slow(),
+    // which gives the same result. The remembered page is a translation
+    // this burst made, so it is valid for the whole burst (the View's read
     // section); begin() forgets it.
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
