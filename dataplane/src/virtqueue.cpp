@@ -176,7 +176,7 @@ void Virtqueue::prefetch_buffer(uint16_t slot, uint64_t addr, uint32_t len, bool
   const uint8_t* p = hint(addr, in_page, writable);
   if (p == nullptr) return;
   prefetch_lines(p, std::min<uint64_t>(in_page, 128 - (addr & 63)), writable);
-  hinted_bufs_[slot & 3] = HintedBuffer{addr, p, bursts_, static_cast<uint32_t>(in_page), writable};
+  hinted_bufs_[slot & 3] = Hinted{addr, p, bursts_, static_cast<uint32_t>(in_page), writable};
 }
 
 void Virtqueue::lookahead() noexcept {
@@ -195,7 +195,7 @@ void Virtqueue::lookahead() noexcept {
   // from that host address; a table not translated this burst is not read
   // here.
   VirtqDesc d;
-  const HintedTable& h = hinted_[static_cast<uint16_t>(last_avail_ + 1) & 3];
+  const Hinted& h = hinted_[static_cast<uint16_t>(last_avail_ + 1) & 3];
   if (h.burst == bursts_ && desc_at(1, &d) && (d.flags & kDescFlagIndirect) && d.addr == h.addr &&
       d.len >= sizeof(VirtqDesc)) {
     VirtqDesc e;
@@ -219,7 +219,7 @@ void Virtqueue::lookahead() noexcept {
       const uint8_t* table = d.len >= sizeof(VirtqDesc) ? hint(d.addr, len, false) : nullptr;
       if (table != nullptr) {
         hinted_[static_cast<uint16_t>(last_avail_ + 2) & 3] =
-            HintedTable{d.addr, table, bursts_, static_cast<uint32_t>(len)};
+            Hinted{d.addr, table, bursts_, static_cast<uint32_t>(len), false};
         __builtin_prefetch(table, 0, 3);
       }
     } else {
@@ -236,7 +236,7 @@ bool Virtqueue::pop(Chain* c) noexcept {
       lookahead();
       // Its hint translation of this chain's first buffer, if it made one
       // this burst, for the walk.
-      const HintedBuffer& hinted = hinted_bufs_[last_avail_ & 3];
+      const Hinted& hinted = hinted_bufs_[last_avail_ & 3];
       walk_hint_ = hinted.burst == bursts_ ? &hinted : nullptr;
     }
     --budget_;  // every slot counts, good or bad
@@ -300,7 +300,7 @@ bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable,
   size_t n = 0;
   Status st;
   // The lookahead may have translated these bytes already, this burst.
-  const HintedBuffer* h = walk_hint_;
+  const Hinted* h = walk_hint_;
   if (h != nullptr && addr - h->addr < h->len && len <= h->len - (addr - h->addr) && h->writable == writable) {
     ++stats_.translations;
     c->segs[c->nsegs] = Segment{reinterpret_cast<uint64_t>(h->hva) + (addr - h->addr), len};
@@ -388,7 +388,7 @@ bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) n
   // The lookahead may have translated this table already, this burst (pop()
   // has moved last_avail_ past the chain being walked; prefetch()'s scan
   // walks other slots).
-  const HintedTable& h = hinted_[static_cast<uint16_t>(last_avail_ - 1) & 3];
+  const Hinted& h = hinted_[static_cast<uint16_t>(last_avail_ - 1) & 3];
   if (cfg_.lookahead && h.burst == bursts_ && h.addr == table.addr && table.len <= h.len && !collecting_) {
     segs[0] = Segment{reinterpret_cast<uint64_t>(h.hva), table.len};
     nsegs = 1;

@@ -48,7 +48,8 @@
 // lies inside the bytes its hint translated (a chain's first buffer, up to
 // the end of its page: a virtio-net header and the short frame after it),
 // with the same access. So a 64-byte frame's chain costs two IOTLB probes
-// (its table's and its first buffer's) instead of four. The price is ~15 ns of
+// (its table's and its first buffer's), where its walk made one more and a
+// page-memo check. The price is ~15 ns of
 // work per chain where the guest's lines are already in this core's cache
 // (bench_virtqueue's *_no_lookahead variants); QueueConfig::lookahead turns
 // it off.
@@ -282,32 +283,27 @@ class Virtqueue {
   // (Device::Burst::peek's limit).
   static constexpr uint64_t kHintPage = 4096;
   const uint8_t* hint(uint64_t addr, uint64_t len, bool writable) noexcept;
-  // The indirect tables lookahead() translated (their first one or two
-  // descriptors, len 16 or 32), by their chain's avail slot (mod 4: the
-  // chain two ahead, one ahead and the one being walked): read by the next
-  // lookahead's step one ahead, and used by walk_indirect() instead of
-  // translating the same bytes again. A translation made in this burst is
-  // valid for all of it; one made in an earlier burst (burst != bursts_) is
-  // not used. An entry is used only for the table address it names.
-  struct HintedTable {
-    uint64_t addr = 0;
-    const uint8_t* hva = nullptr;
-    uint64_t burst = 0;
-    uint32_t len = 0;
-  };
-  std::array<HintedTable, 4> hinted_{};
-  // The same for the first buffer of each of those chains (lookahead()'s
-  // prefetch_buffer()), for add_buffer(): [addr, addr + len) translated to
-  // hva with write access iff `writable`.
-  struct HintedBuffer {
+  // Bytes lookahead() translated, by their chain's avail slot (mod 4: the
+  // chain two ahead, one ahead and the one being walked): [addr, addr + len)
+  // translated to hva (with write access iff `writable`) in burst `burst`.
+  // A translation made in this burst is valid for all of it; one made in an
+  // earlier burst (burst != bursts_) is not used, and an entry is used only
+  // for the bytes it names.
+  struct Hinted {
     uint64_t addr = 0;
     const uint8_t* hva = nullptr;
     uint64_t burst = 0;
     uint32_t len = 0;
     bool writable = false;
   };
-  std::array<HintedBuffer, 4> hinted_bufs_{};
-  const HintedBuffer* walk_hint_ = nullptr;  // pop()'s walk: its chain's entry, if from this burst
+  // The indirect tables (their first one or two descriptors, len 16 or 32):
+  // read by the next lookahead's step one ahead, and used by
+  // walk_indirect() instead of translating the same bytes again.
+  std::array<Hinted, 4> hinted_{};
+  // The first buffer of each of those chains (prefetch_buffer()), for
+  // add_buffer().
+  std::array<Hinted, 4> hinted_bufs_{};
+  const Hinted* walk_hint_ = nullptr;  // pop()'s walk: its chain's entry, if from this burst
   uint64_t bursts_ = 1;  // begin() calls; 64 bits, so that it never wraps back onto an old entry
   bool add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable, BadChain* why) noexcept;
   bool walk(uint16_t head, Chain* c, BadChain* why) noexcept;
