@@ -303,6 +303,7 @@ void for_each_counter(const SwitchPort& p, F&& f) {
   f("misses_retried", v.misses_retried);
   f("misses_unsent", v.misses_unsent);
   f("misses_stale", v.misses_stale);
+  f("misses_held", v.misses_held);
   f("iotlb_flushes", v.iotlb_flushes);
   f("iotlb_hits", v.iotlb_hits);
   f("iotlb_lookups", v.iotlb_lookups);

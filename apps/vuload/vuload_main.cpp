@@ -22,7 +22,7 @@
 // one 67-byte response at a time per pair, round trip timed. Frames are
 // Ethernet (ethertype 0x88b5) with a Tag right after the header; both back
 // ends forward them untouched. A frame lost on the way (DPDK drops a frame
-// whose receive buffer misses) is written off after --timeout-ms (50): the
+// whose receive buffer misses) is written off after --timeout-ms (250): the
 // tcp_stream window reopens, the tcp_rr transaction times out.
 //
 // Modes (the guest's DMA API, as netperf.h's): identity: no
@@ -160,9 +160,9 @@ struct Config {
   uint32_t lazy_recycle = NetperfConfig{}.lazy_recycle;
   uint32_t lazy_flush = NetperfConfig{}.lazy_flush;
   // A lost frame is written off after this (tcp_stream window, tcp_rr
-  // timeout); above vxlate-switch's 20 ms MISS retry (kMissRetry), so a slow
-  // miss counts as latency, not loss.
-  std::chrono::milliseconds stall{50};
+  // timeout); above twice vxlate-switch's 100 ms MISS retry (kMissRetry), so
+  // a slow or once-lost miss counts as latency, not loss.
+  std::chrono::milliseconds stall{250};
   bool json = false;
 };
 

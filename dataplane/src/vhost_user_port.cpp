@@ -2,7 +2,9 @@
 // messages, the memory table, the sessions published to the lcores, the
 // misses sent on the back-end channel; and the counters (any thread). The
 // reader side is in vhost_user_data.cpp.
+#include <linux/sockios.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -138,6 +140,7 @@ PortStats Port::stats() const noexcept {
   s.misses_retried = get(ctl_.misses_retried);
   s.misses_unsent = get(ctl_.misses_unsent);
   s.misses_stale = get(ctl_.misses_stale);
+  s.misses_held = get(ctl_.misses_held);
   s.iotlb_flushes = get(ctl_.iotlb_flushes);
   s.sessions = get(ctl_.sessions);
   return s;
@@ -578,8 +581,18 @@ void Port::disconnect() {
   if (was_connected) bump(ctl_.disconnects);
 }
 
+bool Port::backend_drained() const noexcept {
+  // SIOCOUTQ on a unix stream socket: what the peer has not yet read of what
+  // was sent (in buffer units, not bytes: a sent buffer stays charged to the
+  // sender until it is read whole), so only 0 is meaningful. Should the
+  // ioctl fail, retries go out as without this check.
+  int n = 0;
+  return backend_fd_ < 0 || ::ioctl(backend_fd_, SIOCOUTQ, &n) != 0 || n <= 0;
+}
+
 std::chrono::steady_clock::time_point Port::service(std::chrono::steady_clock::time_point now) {
   auto next = std::chrono::steady_clock::time_point::max();
+  const bool drained = pending_misses_.empty() || backend_drained();
   for (uint32_t i = 0; i < kMaxVrings * kMissSlots; ++i) {
     // acquire: takes the lcore's miss (pairs with its release store).
     const uint64_t v = miss_box_[i].exchange(0, std::memory_order_acquire);
@@ -603,6 +616,19 @@ std::chrono::steady_clock::time_point Port::service(std::chrono::steady_clock::t
     auto it = pending_misses_.find(key);
     if (it != pending_misses_.end() && now < it->second) {
       bump(ctl_.misses_deduped);
+      continue;
+    }
+    // A retry goes out only once the front end has read the first: QEMU
+    // handles a MISS whole (its UPDATE sent and acknowledged) before it reads
+    // the next message, so a retry can no longer wait unread behind a first
+    // that is answered, used and unmapped meanwhile, and then ask for a page
+    // the guest has mapped again with other permissions (its IOMMU logs a
+    // DMA fault). Until then the retry is not needed: the first is still to
+    // be answered; the ring asks again after kMissRetry. The first went out
+    // in an earlier call, so `drained` (read before this call sent anything)
+    // says whether it has been read.
+    if (it != pending_misses_.end() && !drained) {
+      bump(ctl_.misses_held);
       continue;
     }
     // One MISS, no NEED_REPLY, never blocking (notes section 4).

@@ -26,7 +26,8 @@
 // mailbox and wakes the control thread, which sends one IOTLB MISS per page
 // on the back-end channel (no NEED_REPLY, MSG_DONTWAIT, no lock held) and
 // sends it again only after kMissRetry without an UPDATE (QEMU answers nothing
-// for an IOVA the guest has not mapped).
+// for an IOVA the guest has not mapped), and once the front end has read the
+// first.
 //
 // Data-plane state is one immutable Session per port, published through an
 // atomic pointer: the queue pairs that run (both rings configured, kicked and
@@ -88,18 +89,25 @@ namespace vxlate::dataplane::vhost_user {
 // mailboxes and counters, and a NetDevice while it runs.
 inline constexpr uint16_t kMaxQueuePairs = 16;
 inline constexpr uint32_t kMaxVrings = 2 * kMaxQueuePairs;
-// How long a MISS stays unanswered before the same page is asked for again.
-// A retry is a second MISS in QEMU's queue behind the first: when the first
-// is answered, the chain completes and the guest unmaps the page and maps it
-// again (another buffer, other permissions) before QEMU reads the second,
-// the second makes the guest's IOMMU log a DMA fault. Under TCG QEMU can
-// take over 20 ms to answer (one e2e_vm strict run on a loaded machine: 81
-// retries at 20 ms, and 6 guest DMA faults, write MISSes for a page by then
-// mapped read-only, the kind this race leaves), so a retry waits 100 ms: long
-// enough that a slow answer is seldom repeated, short beside what a MISS
-// that was really lost (sent while the device was stopped) costs. The race
-// cannot be closed from this side without NEED_REPLY on the MISS (QEMU's
-// reply says it read the first).
+// How long a MISS stays unanswered before the same page is asked for again,
+// and then only once the front end has read everything the back-end channel
+// carried before (SIOCOUTQ is 0; Port::service()). A retry queued behind an
+// unread first MISS raced with it: QEMU answers the first, the chain
+// completes, the guest unmaps the page and maps it again (another buffer,
+// other permissions) before QEMU reads the second, and the second makes the
+// guest's IOMMU log a DMA fault (one e2e_vm strict run on a loaded machine:
+// 81 retries at 20 ms and 6 guest DMA faults, write MISSes for a page by then
+// mapped read-only). QEMU 7.2.3 and later (Debian 12 has 7.2.22) handle a
+// MISS whole, UPDATE sent and acknowledged, before reading the next message
+// (7.2.0-7.2.2 served the channel again while waiting for the UPDATE's ack:
+// notes section 4, hazard 3), so a retry it reads after the first can
+// only meet a page the first left unanswered. What is left of the race: the
+// retry goes out after QEMU has read the first but before its UPDATE reaches
+// this control thread, and the guest then completes, unmaps and remaps the
+// page between QEMU's ack and its next read of the channel: a window of one
+// message's handling, not of a queue of them. 100 ms keeps retries of
+// slow answers under TCG rare, short beside what a MISS that was really lost
+// (sent while the device was stopped, or refused) costs.
 inline constexpr std::chrono::milliseconds kMissRetry{100};
 // Pages with a MISS outstanding per port; past it the oldest are forgotten
 // (and asked for again when a ring still needs them).
@@ -138,6 +146,7 @@ struct PortStats {
   uint64_t ack_ns_total = 0, ack_ns_max = 0;  // INVALIDATE: message read to ack sent
   uint64_t misses_sent = 0, misses_deduped = 0, misses_retried = 0, misses_unsent = 0;
   uint64_t misses_stale = 0;  // left by an lcore, answered before they went out: not sent
+  uint64_t misses_held = 0;   // retries not sent: the front end had not read the first yet
   uint64_t iotlb_flushes = 0;
   uint64_t iotlb_hits = 0, iotlb_lookups = 0;  // the device IOTLB's caches (all lcores)
   uint64_t sessions = 0;      // data-plane sessions published
@@ -242,6 +251,7 @@ class Port {
     std::atomic<uint64_t> connects{0}, disconnects{0}, messages{0}, refused{0};
     std::atomic<uint64_t> updates{0}, updates_refused{0}, invalidates{0}, ack_ns_total{0}, ack_ns_max{0};
     std::atomic<uint64_t> misses_sent{0}, misses_deduped{0}, misses_retried{0}, misses_unsent{0}, misses_stale{0};
+    std::atomic<uint64_t> misses_held{0};
     std::atomic<uint64_t> iotlb_flushes{0}, sessions{0};
   };
 
@@ -257,6 +267,8 @@ class Port {
   void start_session();
   void flush_iotlb();
   void forget_misses(uint64_t iova, uint64_t size);
+  // Whether the front end has read everything sent on the back-end channel.
+  bool backend_drained() const noexcept;
   void unmap_all();
   void reset_vring(Vring& v);
   bool iommu_mode() const noexcept { return (features_ & kFeatureAccessPlatform) != 0; }
