@@ -101,31 +101,12 @@ Status Device::walk_range(uint8_t mode, iotlb::Iotlb::View& view, bool to_hva, c
 
 // --- Device::Burst -----------------------------------------------------------
 
-void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept {
-  VXLATE_DCHECK(reader < dev.rcu_.max_readers(), "Device::Burst: reader id out of range");
-  VXLATE_DCHECK(dev.rcu_.is_online(reader), "Device::Burst: a reader must be online (Iotlb::online) to translate");
-  view_.end();  // the previous burst's hits
-  page_ = PageMemo{};
-  const MemTable::Snapshot* const mem = dev.mem_.snapshot();
+void Device::Burst::begin_slow(Device& dev, uint32_t reader, EndpointId ep, const MemTable::Snapshot* mem) noexcept {
   const uint64_t version = mem != nullptr ? mem->version : 0;
   // The last region used stays when the memory table is the one the previous
-  // burst used (its version names one published table, and that table is
-  // current, so alive): a burst of one chain then starts on the fast path
-  // instead of searching the table for its first translation.
+  // burst used: a burst of one chain then starts on the fast path instead of
+  // searching the table for its first translation.
   const bool same_mem = dev_ == &dev && mem != nullptr && mem == mem_ && version == stamp_.mem_version;
-  // The same endpoint, still in the same domain instance (its tag is unique
-  // among the live and dying domains, so an instance reallocated at the same
-  // address has another): of the View, only the domain's generation can
-  // have moved, and of the stamp only the epoch. A burst per poll of each
-  // queue makes this the common case.
-  if (same_mem && reader_ == reader && ep_ == ep && stamp_.mode == kTranslate) {
-    const Domain* dom = nullptr;
-    if (dev.resolve(ep.value, &dom) == kTranslate && dom == dom_ && dom->tag == stamp_.tag) [[likely]] {
-      view_.rebegin();
-      stamp_.epoch = view_.epoch();
-      return;
-    }
-  }
   const MemRegion* const prev_region = last_region_;
   dev_ = &dev;
   reader_ = reader;
