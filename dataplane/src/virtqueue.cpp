@@ -145,11 +145,12 @@ void Virtqueue::prefetch_desc(uint16_t ahead) noexcept {
 
 const uint8_t* Virtqueue::hint(uint64_t addr, uint64_t len, bool writable) noexcept {
   if (cfg_.access_platform) return burst_.peek(addr, len, writable ? kPermWrite : kPermRead);
-  Segment seg;
-  size_t n = 0;
-  return dev_.gpa_to_hva(gpa_cursor_, addr, len, std::span<Segment>(&seg, 1), &n) == Status::kOk
-             ? reinterpret_cast<const uint8_t*>(seg.addr)
-             : nullptr;
+  return gpa_hint(addr, len);
+}
+
+const uint8_t* Virtqueue::hint_table(uint64_t addr, uint64_t len) noexcept {
+  if (cfg_.access_platform) return burst_.peek_table(addr, len);
+  return gpa_hint(addr, len);
 }
 
 namespace {
@@ -216,7 +217,7 @@ void Virtqueue::lookahead() noexcept {
     if ((d.flags & kDescFlagIndirect) && cfg_.indirect) {
       // Its first two descriptors (one when the table is shorter).
       const uint64_t len = d.len >= 2 * sizeof(VirtqDesc) ? 2 * sizeof(VirtqDesc) : sizeof(VirtqDesc);
-      const uint8_t* table = d.len >= sizeof(VirtqDesc) ? hint(d.addr, len, false) : nullptr;
+      const uint8_t* table = d.len >= sizeof(VirtqDesc) ? hint_table(d.addr, len) : nullptr;
       if (table != nullptr) {
         hinted_[static_cast<uint16_t>(last_avail_ + 2) & 3] =
             Hinted{d.addr, table, bursts_, static_cast<uint32_t>(len), false};

@@ -224,7 +224,7 @@ class Device {
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
       uint64_t hva = 0;
-      if (!segs.empty() && fast_path<true>(iova, len, access, &hva)) [[likely]] {
+      if (!segs.empty() && fast_path<true>(page_, iova, len, access, &hva)) [[likely]] {
         if (stamp_.mode == kTranslate) view_.count_hit();
         segs[0] = Segment{hva, len};
         *nsegs = 1;
@@ -243,9 +243,19 @@ class Device {
     // not push out the page of the one being walked).
     const uint8_t* peek(uint64_t iova, uint64_t len, uint8_t access) noexcept {
       uint64_t hva = 0;
-      if (fast_path<false>(iova, len, access, &hva)) [[likely]]
+      if (fast_path<false>(page_, iova, len, access, &hva)) [[likely]]
         return reinterpret_cast<const uint8_t*>(hva);
       return peek_miss(iova, len, access);
+    }
+    // peek() for reading an indirect table: a driver keeps its tables
+    // together (a page holds 128 two-descriptor tables), so the page of the
+    // last table peeked is remembered apart from the walk's, and a table in
+    // it costs a compare instead of a probe. Valid for the burst, as page_.
+    const uint8_t* peek_table(uint64_t iova, uint64_t len) noexcept {
+      uint64_t hva = 0;
+      if (fast_path<true>(table_page_, iova, len, pagetable::kPermRead, &hva)) [[likely]]
+        return reinterpret_cast<const uint8_t*>(hva);
+      return peek_miss(iova, len, pagetable::kPermRead);
     }
     const Stamp& stamp() const noexcept { return stamp_; }
     void end() noexcept { view_.end(); }
@@ -255,8 +265,9 @@ class Device {
     // lies in one 4 KiB page whose translation is an IOTLB hit with `access`
     // (or, `remember`, the remembered page), and in the last memory region
     // this burst used; `remember`: an IOTLB hit becomes the remembered page.
+    struct PageMemo;
     template <bool remember>
-    bool fast_path(uint64_t iova, uint64_t len, uint8_t access, uint64_t* hva) noexcept {
+    bool fast_path(PageMemo& memo, uint64_t iova, uint64_t len, uint8_t access, uint64_t* hva) noexcept {
       constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
       const MemRegion* reg = last_region_;
       // len - 1 wraps for len 0, which the slow path refuses.
@@ -267,13 +278,13 @@ class Device {
       bool hit = stamp_.mode == kIdentity;
       if (stamp_.mode == kTranslate) {
         const uint64_t page = iova & ~kOffsetMask;
-        if (remember && page == page_.iova && (page_.perms & access) == access) {
-          gpa = page_.out | (iova & kOffsetMask);
+        if (remember && page == memo.iova && (memo.perms & access) == access) {
+          gpa = memo.out | (iova & kOffsetMask);
           hit = true;
         } else {
           uint8_t perms = 0;
           hit = view_.try_hit_page(iova, access, &gpa, &perms);
-          if (remember && hit) page_ = PageMemo{page, gpa & ~kOffsetMask, perms};
+          if (remember && hit) memo = PageMemo{page, gpa & ~kOffsetMask, perms};
         }
       }
       // gpa .. gpa + len - 1 inside the region (no overflow: len - 1 < 4096).
@@ -299,6 +310,7 @@ class Device {
       uint8_t perms = 0;
     };
     PageMemo page_;
+    PageMemo table_page_;  // peek_table()'s
     iotlb::Iotlb::View view_;
     Stamp stamp_;
   };
@@ -432,6 +444,7 @@ inline void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) no
   VXLATE_DCHECK(dev.rcu_.is_online(reader), "Device::Burst: a reader must be online (Iotlb::online) to translate");
   view_.end();  // the previous burst's hits
   page_ = PageMemo{};
+  table_page_.perms = 0;
   const MemTable::Snapshot* const mem = dev.mem_.snapshot();
   // The same endpoint, still in the same domain instance (its tag is unique
   // among the live and dying domains, so an instance reallocated at the same
