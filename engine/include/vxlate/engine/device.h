@@ -261,10 +261,11 @@ class Device {
     void end() noexcept { view_.end(); }
 
    private:
-    // iova_to_hva()'s fast path: true with *hva set when [iova, iova + len)
-    // lies in one 4 KiB page whose translation is an IOTLB hit with `access`
-    // (or, `remember`, the remembered page), and in the last memory region
-    // this burst used; `remember`: an IOTLB hit becomes the remembered page.
+    // iova_to_hva()'s fast path (and peek()'s, peek_table()'s): true with
+    // *hva set when [iova, iova + len) lies in one 4 KiB page whose
+    // translation is an IOTLB hit with `access` (or, `remember`, the page
+    // `memo` holds: page_ or table_page_), and in the last memory region this
+    // burst used; `remember`: an IOTLB hit becomes `memo`.
     struct PageMemo;
     template <bool remember>
     bool fast_path(PageMemo& memo, uint64_t iova, uint64_t len, uint8_t access, uint64_t* hva) noexcept {
