@@ -89,18 +89,53 @@ Status IoPageTable::map(uint64_t iova, uint64_t out, uint64_t size, uint8_t perm
       !is_aligned(iova | out | size, kPageSize))
     return Status::kRange;
   if (perms == 0 || (perms & ~kPermReadWrite) != 0) return Status::kInval;
-  dq_.reclaim();
-  if (!range_free(root_, 0, iova, last)) return Status::kInval;
-
+  if (!dq_.empty()) dq_.reclaim();
   const uint64_t leaf_bits = (uint64_t{perms} << kPermShift) | kValid;
+  Status s;
+  if (size != kPageSize || !map_page(iova, out | leaf_bits, &s)) s = map_range(iova, last, out, leaf_bits);
+  debug_check();
+  return s;
+}
+
+Status IoPageTable::map_range(uint64_t iova, uint64_t last, uint64_t out, uint64_t leaf_bits) noexcept {
+  if (!range_free(root_, 0, iova, last)) return Status::kInval;
   const Status s = map_in(root_entry_, root_, 0, iova, last, out, leaf_bits);
   if (s != Status::kOk) {
     // Only NOMEM gets here, and the range was free before: removing all of it
     // removes exactly what this call added. No split can be needed.
     unmap_in(root_entry_, root_, 0, iova, last);
   }
-  debug_check();
   return s;
+}
+
+// One 4 KiB page, the common request (a driver maps and unmaps its buffers
+// a page at a time): one descent, where range_free() and map_in() take one
+// each, recursively. Answers (true, *s) when every table on the way exists;
+// false, with nothing changed, when one is missing: map_in() allocates it.
+bool IoPageTable::map_page(uint64_t iova, uint64_t leaf, Status* s) noexcept {
+  std::atomic<uint64_t>* holder = &root_entry_;
+  Node* n = root_;
+  for (unsigned level = 0; level + 1 < kLevels; ++level) {
+    std::atomic<uint64_t>& slot = n->e[level_index(iova, level)];
+    const uint64_t e = slot.load(std::memory_order_relaxed);  // writer's own data
+    if (!(e & kValid)) return false;
+    if (!(e & kTable)) {
+      *s = Status::kInval;  // inside a block leaf: mapped already
+      return true;
+    }
+    holder = &slot;
+    n = node_of(e);
+  }
+  std::atomic<uint64_t>& slot = n->e[level_index(iova, kLevels - 1)];
+  if (slot.load(std::memory_order_relaxed) & kValid) {
+    *s = Status::kInval;
+  } else {
+    // release: pairs with the acquire in walk(), as map_in()'s leaf store.
+    slot.store(leaf, std::memory_order_release);
+    add_count(*holder, +1);
+    *s = Status::kOk;
+  }
+  return true;
 }
 
 Status IoPageTable::map_in(std::atomic<uint64_t>& holder, Node* n, unsigned level, uint64_t iova,
@@ -157,11 +192,50 @@ Status IoPageTable::unmap(uint64_t iova, uint64_t size) noexcept {
   uint64_t last = 0;
   if (!range_last(iova, size, &last) || last > kIovaLast || !is_aligned(iova | size, kPageSize))
     return Status::kRange;
-  dq_.reclaim();
+  if (!dq_.empty()) dq_.reclaim();
+  Status s = Status::kOk;
+  if (size != kPageSize || !unmap_page(iova)) s = unmap_range(iova, last);
+  debug_check();
+  return s;
+}
+
+Status IoPageTable::unmap_range(uint64_t iova, uint64_t last) noexcept {
   if (!pool_.reserve(splits_needed(iova, last))) return Status::kNoMem;
   unmap_in(root_entry_, root_, 0, iova, last);
-  debug_check();
   return Status::kOk;
+}
+
+// One 4 KiB page: one descent, no split check. Tables it empties are
+// unlinked and retired bottom-up, as unmap_in() does on its way back. false,
+// with nothing changed, when the page lies in a block leaf: unmap_in()
+// splits it.
+bool IoPageTable::unmap_page(uint64_t iova) noexcept {
+  // holders[l]: the entry pointing to nodes[l], the level-l table on the way.
+  std::atomic<uint64_t>* holders[kLevels];
+  Node* nodes[kLevels];
+  holders[0] = &root_entry_;
+  nodes[0] = root_;
+  for (unsigned level = 0; level + 1 < kLevels; ++level) {
+    std::atomic<uint64_t>& slot = nodes[level]->e[level_index(iova, level)];
+    const uint64_t e = slot.load(std::memory_order_relaxed);  // writer's own data
+    if (!(e & kValid)) return true;  // nothing mapped there
+    if (!(e & kTable)) return false;
+    holders[level + 1] = &slot;
+    nodes[level + 1] = node_of(e);
+  }
+  std::atomic<uint64_t>& slot = nodes[kLevels - 1]->e[level_index(iova, kLevels - 1)];
+  if (!(slot.load(std::memory_order_relaxed) & kValid)) return true;
+  // release: pairs with the acquire in walk(); a reader that still loaded the
+  // old entry may use it until its next quiescent state.
+  slot.store(0, std::memory_order_release);
+  add_count(*holders[kLevels - 1], -1);
+  for (unsigned level = kLevels - 1; level > 0; --level) {
+    if (count_of(holders[level]->load(std::memory_order_relaxed)) != 0) break;
+    holders[level]->store(0, std::memory_order_release);  // pairs with the acquire in walk()
+    add_count(*holders[level - 1], -1);
+    retire(nodes[level], level, true);  // count 0: every entry was cleared
+  }
+  return true;
 }
 
 void IoPageTable::unmap_in(std::atomic<uint64_t>& holder, Node* n, unsigned level, uint64_t iova,

@@ -178,5 +178,73 @@ TEST(PageTableRandom, MatchesReferenceModel) {
   }
 }
 
+// map() and unmap() of one 4 KiB page take a fast path (one descent) where
+// every table on the way exists; a missing table (map) or a block leaf
+// (unmap) sends them to the general one. Single pages in a 16 MiB window
+// that also gets 2 MiB blocks: pages fill and empty leaf tables, land in
+// blocks (map refused, unmap splits), and the tables emptied on the way up
+// are retired, so only the root is left at the end.
+TEST(PageTableRandom, SinglePagesMatchReferenceModel) {
+#if defined(VXLATE_DEBUG_CHECKS) || defined(__SANITIZE_THREAD__)
+  constexpr int kOps = 6000;
+#else
+  constexpr int kOps = 40000;
+#endif
+  // Across a 1 GiB boundary, so emptying a leaf can empty two levels above it.
+  constexpr uint64_t kBase = k1G - 8 * k2M;
+  constexpr uint64_t kWindow = 16 * k2M;
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    SCOPED_TRACE(seed);
+    Rcu rcu(2);
+    IoPageTable pt(rcu);
+    Model model;
+    RandomOps ops(seed, pt);
+    for (int i = 0; i < kOps; ++i) {
+      const uint64_t r = ops.pick(100);
+      if (r < 50) {
+        const uint64_t iova = kBase + ops.pick(kWindow / k4K) * k4K;
+        const uint64_t out = ops.pick(uint64_t{1} << 30) * k4K;
+        const uint8_t perms = static_cast<uint8_t>(1 + ops.pick(3));
+        const Status s = pt.map(iova, out, k4K, perms);
+        if (model.overlaps(iova, iova + k4K - 1)) {
+          ASSERT_EQ(s, Status::kInval) << std::hex << "iova 0x" << iova;
+        } else {
+          ASSERT_EQ(s, Status::kOk) << std::hex << "iova 0x" << iova;
+          model.map(iova, iova + k4K - 1, out, perms);
+        }
+      } else if (r < 95) {
+        const uint64_t iova = kBase + ops.pick(kWindow / k4K) * k4K;
+        ASSERT_EQ(pt.unmap(iova, k4K), Status::kOk);
+        model.unmap(iova, iova + k4K - 1);
+      } else if (r < 97) {
+        // A block in place of whatever the 2 MiB held.
+        const uint64_t iova = kBase + ops.pick(kWindow / k2M) * k2M;
+        ASSERT_EQ(pt.unmap(iova, k2M), Status::kOk);
+        model.unmap(iova, iova + k2M - 1);
+        ASSERT_EQ(pt.map(iova, iova, k2M, kPermRead), Status::kOk);
+        model.map(iova, iova + k2M - 1, iova, kPermRead);
+      } else {
+        for (int j = 0; j < 8; ++j) ops.probe(model, kBase + ops.pick(kWindow));
+      }
+      if (HasFatalFailure()) return;
+      if (i % 500 == 0) {
+        ASSERT_TRUE(pt.verify()) << "op " << i;
+        for (uint64_t iova = kBase; iova < kBase + kWindow; iova += k4K) ops.probe(model, iova);
+        if (HasFatalFailure()) return;
+      }
+    }
+    ASSERT_TRUE(pt.verify());
+    // Page by page, so the last page of each table retires it.
+    for (uint64_t iova = kBase; iova < kBase + kWindow; iova += k4K) ASSERT_EQ(pt.unmap(iova, k4K), Status::kOk);
+    for (uint64_t iova = kBase; iova < kBase + kWindow; iova += k4K) {
+      Translation t{};
+      ASSERT_FALSE(pt.walk(iova, &t));
+    }
+    pt.drain();
+    EXPECT_EQ(pt.table_bytes(), kTableBytes);
+    EXPECT_TRUE(pt.verify());
+  }
+}
+
 }  // namespace
 }  // namespace vxlate::pagetable

@@ -402,6 +402,7 @@ class RcuDeferQueue {
   void discard() noexcept;
 
   size_t pending() const noexcept { return q_.size(); }
+  bool empty() const noexcept { return q_.empty(); }
 
  private:
   struct Entry {

@@ -172,6 +172,13 @@ class IoPageTable {
   void unmap_in(std::atomic<uint64_t>& holder, Node* n, unsigned level, uint64_t iova,
                 uint64_t last) noexcept;
   size_t splits_needed(uint64_t iova, uint64_t last) const noexcept;
+  // Single-page fast paths of map() and unmap() (false: take the general
+  // one), and the general ones, out of line so that the fast paths do not
+  // pay for their frames.
+  bool map_page(uint64_t iova, uint64_t leaf, Status* s) noexcept;
+  bool unmap_page(uint64_t iova) noexcept;
+  [[gnu::noinline]] Status map_range(uint64_t iova, uint64_t last, uint64_t out, uint64_t leaf_bits) noexcept;
+  [[gnu::noinline]] Status unmap_range(uint64_t iova, uint64_t last) noexcept;
   bool verify_in(const Node* n, unsigned level, unsigned expected_count) const noexcept;
   void debug_check() const noexcept;
 
