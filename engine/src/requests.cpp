@@ -4,6 +4,7 @@
 #include "vxlate/engine/device.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <new>
 #include <stdexcept>
@@ -23,10 +24,13 @@ bool all_zero(const uint8_t (&b)[N]) {
 // add: one table per 512 leaves of the largest leaf the alignment allows, the
 // partial tables at both ends of every level, and the levels above.
 uint64_t map_table_estimate(uint64_t virt, uint64_t phys, uint64_t size) {
-  uint64_t leaf = pagetable::kLeaf4K;
-  if (is_aligned(virt | phys, pagetable::kLeaf2M)) leaf = pagetable::kLeaf2M;
-  if (is_aligned(virt | phys, pagetable::kLeaf1G)) leaf = pagetable::kLeaf1G;
-  const uint64_t leaf_tables = size / (leaf * pagetable::kEntriesPerTable) + 2;
+  // log2 of the bytes one leaf table covers (a shift: a 64-bit divide costs
+  // tens of cycles on every MAP).
+  constexpr auto covered = [](uint64_t leaf) { return std::countr_zero(leaf * pagetable::kEntriesPerTable); };
+  int shift = covered(pagetable::kLeaf4K);
+  if (is_aligned(virt | phys, pagetable::kLeaf2M)) shift = covered(pagetable::kLeaf2M);
+  if (is_aligned(virt | phys, pagetable::kLeaf1G)) shift = covered(pagetable::kLeaf1G);
+  const uint64_t leaf_tables = (size >> shift) + 2;
   return (leaf_tables + leaf_tables / pagetable::kEntriesPerTable + 8) * pagetable::kTableBytes;
 }
 
