@@ -143,6 +143,15 @@ void Virtqueue::prefetch_desc(uint16_t ahead) noexcept {
   if (head < cfg_.size) __builtin_prefetch(desc_ + 16 * head, 0, 3);
 }
 
+void Virtqueue::prefetch_heads(uint16_t ahead, uint16_t n) noexcept {
+  const uint32_t end = std::min<uint32_t>({uint32_t{ahead} + n, available(), budget_});
+  const uint16_t mask = static_cast<uint16_t>(cfg_.size - 1);
+  for (uint32_t i = ahead; i < end; ++i) {
+    const uint16_t head = avail_.ring(static_cast<uint16_t>(last_avail_ + i) & mask);
+    if (head < cfg_.size) __builtin_prefetch(desc_ + 16 * head, 0, 3);
+  }
+}
+
 const uint8_t* Virtqueue::hint(uint64_t addr, uint64_t len, bool writable) noexcept {
   if (cfg_.access_platform) return burst_.peek(addr, len, writable ? kPermWrite : kPermRead);
   return gpa_hint(addr, len);

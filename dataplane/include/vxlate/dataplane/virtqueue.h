@@ -215,6 +215,13 @@ class Virtqueue {
   uint16_t available() const noexcept {
     return desc_ == nullptr || broken_ ? 0 : static_cast<uint16_t>(avail_cache_ - last_avail_);
   }
+  // Reader side, after begin(): prefetches the head descriptors of the
+  // chains `ahead` .. ahead + n - 1 places from the next pop (those this
+  // burst may still pop), for a caller that pops chains in a row without the
+  // lookahead (the virtio-iommu request queue): their lines, written by the
+  // driver on another core, then come in together instead of one per pop.
+  // Reads only the avail ring; a hint, no effect on results.
+  void prefetch_heads(uint16_t ahead, uint16_t n) noexcept;
   // Reader side, after begin(): pops the next good chain into *c, completing
   // and counting bad ones on the way. False when nothing that was available at
   // begin() is left, or the burst's budget of avail slots is spent.
