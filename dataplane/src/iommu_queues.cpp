@@ -10,8 +10,10 @@ namespace {
 // The control thread is not an Rcu reader; Virtqueue ignores the id without
 // ACCESS_PLATFORM.
 constexpr uint32_t kNoReader = 0;
-// Request chains whose head descriptors are prefetched ahead of the pops.
+// Request chains whose head descriptors are prefetched ahead of the pops,
+// topped up kPrefetchStep at a time.
 constexpr uint16_t kPrefetchHeads = 16;
+constexpr uint16_t kPrefetchStep = 8;
 }  // namespace
 
 namespace {
@@ -114,15 +116,16 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
     }
   }
   if (begun && !hold(idle)) {
-    // The chains' descriptors kPrefetchHeads ahead of the pops: a line
-    // transfer each from the driver's core, overlapped instead of paid one
-    // per pop.
+    // The chains' descriptors up to kPrefetchHeads ahead of the pops: a
+    // line transfer each from the driver's core, overlapped instead of paid
+    // one per pop.
     req_.prefetch_heads(0, kPrefetchHeads);
+    uint32_t popped = 0;
     // First every chain of the burst is popped and checked, and the first
     // line of each request struct prefetched: the guest wrote them on another
     // core, and their misses overlap instead of coming one per request.
     while (n < chains_.size() && req_.pop(&chains_[n])) {
-      req_.prefetch_heads(kPrefetchHeads - 1, 1);
+      if (++popped % kPrefetchStep == 0) req_.prefetch_heads(kPrefetchHeads - kPrefetchStep, kPrefetchStep);
       const Chain& c = chains_[n];
       // A request needs its struct (readable) and room for the tail
       // (writable); the device never writes beyond what it can scatter.
