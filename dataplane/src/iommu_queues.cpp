@@ -118,8 +118,8 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
   if (begun && !hold(idle)) {
     // The chains' descriptors up to kPrefetchHeads ahead of the pops: a
     // line transfer each from the driver's core, overlapped instead of paid
-    // one per pop.
-    req_.prefetch_heads(0, kPrefetchHeads);
+    // one per pop. (Not on an empty poll, the device loop's common case.)
+    if (req_.available() != 0) req_.prefetch_heads(0, kPrefetchHeads);
     uint32_t popped = 0;
     // First every chain of the burst is popped and checked, and the first
     // line of each request struct prefetched: the guest wrote them on another
