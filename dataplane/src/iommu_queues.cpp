@@ -100,8 +100,16 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
     bell_seen_ = bell;
     kicked_ = true;
   }
+  // An idle request queue, a poll loop's common case, costs a look at
+  // avail.idx: no burst is begun (requests held for batching are still
+  // available, so none is held then). A kick seen above was for requests
+  // already served (the driver publishes before it kicks), as after an
+  // empty burst below. Batching asks for kicks in its first poll, empty or
+  // not, so that one begins.
+  const bool empty = (batching_.min_requests <= 1 || kicks_armed_) && req_.surely_empty();
+  if (empty) kicked_ = false;
   // Every chain popped, good, bad or refused, counts against the burst.
-  const bool begun = req_.begin(kNoReader, engine::kMaxRequestBurst);
+  const bool begun = !empty && req_.begin(kNoReader, engine::kMaxRequestBurst);
   bool kicked_late = false;  // the arming re-check saw requests begin() did not
   if (begun && batching_.min_requests > 1 && !kicks_armed_) {
     // Ask for kicks before holding anything. Requests that arrived before the

@@ -428,6 +428,36 @@ TEST_P(VirtqueueTest, UnpopRepopsTheSameChains) {
   expect_used(2, 0, 0);
 }
 
+// surely_empty(), the idle poll's shortcut (IommuQueues::poll): true only
+// when a burst would find nothing, read through the rings begin() kept for
+// the current memory table; never for an IOVA queue (begin() revalidates its
+// rings through the Burst).
+TEST_P(VirtqueueTest, SurelyEmptyOnlyWhenNothingWaits) {
+  Virtqueue q(*dev_, fresh(8));
+  EXPECT_FALSE(q.surely_empty()) << "no rings kept before a begin()";
+  set_desc(0, d(kBuf, 100));
+  ASSERT_TRUE(q.begin(reader_));
+  EXPECT_FALSE(q.pop(&c_));
+  EXPECT_EQ(q.surely_empty(), !ap());
+  offer(0);
+  EXPECT_FALSE(q.surely_empty()) << "a chain waits";
+  ASSERT_TRUE(q.begin(reader_));
+  ASSERT_TRUE(q.pop(&c_));
+  q.push(0, 0);
+  EXPECT_FALSE(q.surely_empty()) << "a used entry waits";
+  q.publish();
+  EXPECT_EQ(q.surely_empty(), !ap());
+  // The same regions again: a new table, for which no ring was translated.
+  const engine::MemRegion regions[] = {{kGpa, kASize, reinterpret_cast<uint64_t>(a_)},
+                                       {kBGpa, kBSize, reinterpret_cast<uint64_t>(b_)},
+                                       {kBigGpa, kBigSize, reinterpret_cast<uint64_t>(big_)},
+                                       {kSkewGpa, 0x10000, reinterpret_cast<uint64_t>(b_ + 0x20008)}};
+  ASSERT_EQ(synced([&] { return static_cast<int>(dev_->set_mem_table(regions)); }), 0);
+  EXPECT_FALSE(q.surely_empty()) << "the kept rings belong to the old table";
+  ASSERT_TRUE(q.begin(reader_));
+  EXPECT_EQ(q.surely_empty(), !ap());
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, VirtqueueTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Iova" : "Gpa"; });
 

@@ -210,6 +210,22 @@ class Virtqueue {
   // not translate to one aligned host segment (counted in ring_faults); the
   // caller skips the queue this round.
   bool begin(uint32_t reader, uint32_t budget = kMaxQueueSize) noexcept;
+  // Reader side, between bursts, for a queue without ACCESS_PLATFORM whose
+  // ring translations begin() keeps (the control side's own queues): true
+  // only when a burst would certainly find nothing, so that a poll loop can
+  // skip begin(): the memory table is the one the kept rings came from (so
+  // they still point where the guest's rings are), avail.idx is where the
+  // last burst stopped popping, and no used entry waits to be published.
+  // false says nothing (call begin()); an IOVA queue, a queue with host
+  // rings, a broken one or one that never began always answers false.
+  bool surely_empty() const noexcept {
+    if (cfg_.access_platform || cfg_.rings_host || !rings_kept_ || broken_ || pending_ != 0 ||
+        avail_cache_ != last_avail_ || ring_stamp_.mem_version != dev_.mem_version())
+      return false;
+    // acquire: as begin()'s load of avail.idx (pairs with the driver's
+    // release store); a chain published after it waits for the next poll.
+    return load16(AvailRing{kept_avail_, cfg_.size}.idx(), std::memory_order_acquire) == last_avail_;
+  }
   // Reader side, after begin(): chains that were available at begin() and are
   // not yet popped (0 if broken).
   uint16_t available() const noexcept {
