@@ -21,6 +21,9 @@
 // release store, so a reader sees either the old block or the new table, both
 // correct for every byte that stays mapped. The nodes a split may need are set
 // aside before anything changes, so unmap() fails with NOMEM without effect.
+// A single 4 KiB page (a driver's buffer) takes one descent in either call
+// when the tables on its way exist and hold no block leaf; anything else takes
+// the general, recursive path, with the same results.
 //
 // Reclamation: a table that becomes empty is unlinked and handed to an
 // RcuDeferQueue; it goes back to the table's pool (detail/table_pool.h) only
