@@ -174,7 +174,7 @@ void Iotlb::fill(Reader& r, uint32_t domain, uint32_t gen, uint64_t iova, const 
   const unsigned code = leaf_code(t.leaf_size);
   const uint64_t base = iova & ~(t.leaf_size - 1);
   const uint64_t key = make_key(base, code);
-  const size_t slot = slot_of(iova, code, domain_salt(domain));
+  const size_t slot = slot_of(iova, code, salt_of(r, domain));
   auto same_leaf = [&](const Entry& e) { return e.key == key && static_cast<uint32_t>(e.tag >> 32) == domain; };
   auto drop = [&](Entry& e) {
     --r.per_leaf[e.key >> 1 & 3];
@@ -242,7 +242,7 @@ void Iotlb::apply_range(Reader& r, const Record& rec) noexcept {
     }
     return;
   }
-  const uint64_t salt = domain_salt(rec.domain);
+  const uint64_t salt = salt_of(r, rec.domain);
   for (unsigned code = 0; code < 3; ++code) {
     if (r.per_leaf[code] == 0) continue;
     const unsigned shift = code_shift(code);
