@@ -458,6 +458,36 @@ TEST_P(VirtqueueTest, SurelyEmptyOnlyWhenNothingWaits) {
   EXPECT_EQ(q.surely_empty(), !ap());
 }
 
+// surely_unchanged(): begin() would see what the last one saw, chains left
+// waiting included (what request batching holds); never for an IOVA queue.
+TEST_P(VirtqueueTest, SurelyUnchangedOnlyWhileAvailIdxStands) {
+  Virtqueue q(*dev_, fresh(8));
+  EXPECT_FALSE(q.surely_unchanged()) << "no rings kept before a begin()";
+  set_desc(0, d(kBuf, 100));
+  set_desc(1, d(kBuf + 0x100, 100));
+  offer(0);
+  ASSERT_TRUE(q.begin(reader_));
+  EXPECT_EQ(q.available(), 1u);
+  EXPECT_EQ(q.surely_unchanged(), !ap()) << "the chain begin() saw still waits, nothing new";
+  EXPECT_FALSE(q.surely_empty()) << "but the queue is not empty";
+  offer(1);
+  EXPECT_FALSE(q.surely_unchanged()) << "avail.idx moved";
+  ASSERT_TRUE(q.begin(reader_));
+  EXPECT_EQ(q.available(), 2u);
+  EXPECT_EQ(q.surely_unchanged(), !ap());
+  ASSERT_TRUE(q.pop(&c_));
+  q.push(c_.head, 0);
+  EXPECT_FALSE(q.surely_unchanged()) << "a used entry waits";
+  q.publish();
+  EXPECT_EQ(q.surely_unchanged(), !ap()) << "one chain popped, avail.idx as begin() read it";
+  const engine::MemRegion regions[] = {{kGpa, kASize, reinterpret_cast<uint64_t>(a_)},
+                                       {kBGpa, kBSize, reinterpret_cast<uint64_t>(b_)},
+                                       {kBigGpa, kBigSize, reinterpret_cast<uint64_t>(big_)},
+                                       {kSkewGpa, 0x10000, reinterpret_cast<uint64_t>(b_ + 0x20008)}};
+  ASSERT_EQ(synced([&] { return static_cast<int>(dev_->set_mem_table(regions)); }), 0);
+  EXPECT_FALSE(q.surely_unchanged()) << "the kept rings belong to the old table";
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, VirtqueueTest, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Iova" : "Gpa"; });
 

@@ -38,7 +38,9 @@
 // 16, 4-4.5% with 32 (bench/RESULTS.md). Holding delays no completion a kicking
 // driver waits for; it keeps an UNMAP's IOTLB entries until its burst is
 // served, which is lazy mode's promise anyway (the driver reuses no IOVA
-// before its sync completes).
+// before its sync completes). A poll that keeps holding what the last one
+// held, with nothing added, reads avail.idx and, every kClockEvery-th time,
+// the clock: no burst is begun (bench_virtqueue BM_IommuQueuesHeldPoll).
 //
 // The virtio-iommu device does not translate its own queues: their addresses
 // are GPAs, through the memory table (QueueConfig.access_platform must be false).
@@ -118,6 +120,10 @@ class IommuQueues {
  private:
   // Largest readable part copied (the largest request struct is 72 bytes).
   static constexpr size_t kMaxReadable = 128;
+  // A hold looks at the clock when it starts and then every kClockEvery-th
+  // poll that keeps it (a clock read costs more than the rest of a held poll):
+  // held requests are served at most kClockEvery - 1 polls after max_wait.
+  static constexpr uint32_t kClockEvery = 4;
   struct Slot {
     uint8_t in[kMaxReadable];
     uint32_t out_len;
@@ -140,6 +146,7 @@ class IommuQueues {
   RequestBatching batching_;
   bool kicked_ = false;    // a kick seen and its requests not all served yet
   bool holding_ = false;   // requests held since held_since_
+  uint32_t held_polls_ = 0;  // polls that held them since
   bool kicks_armed_ = false;  // batching asked the driver for kicks
   uint16_t armed_at_ = 0;     // last_avail when avail_event was last written
   std::chrono::steady_clock::time_point held_since_{};

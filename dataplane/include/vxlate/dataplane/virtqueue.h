@@ -218,13 +218,20 @@ class Virtqueue {
   // last burst stopped popping, and no used entry waits to be published.
   // false says nothing (call begin()); an IOVA queue, a queue with host
   // rings, a broken one or one that never began always answers false.
-  bool surely_empty() const noexcept {
+  bool surely_empty() const noexcept { return avail_cache_ == last_avail_ && surely_unchanged(); }
+  // Reader side, between bursts, for the same queues: true only when a
+  // begin() now would certainly see what the last one saw: the kept rings
+  // hold (as above), avail.idx is still the index the last begin() read, and
+  // no used entry waits to be published; available() then still counts what
+  // waits. For a caller that holds waiting chains (request batching) and
+  // would otherwise begin() only to find the same chains. false says nothing.
+  bool surely_unchanged() const noexcept {
     if (cfg_.access_platform || cfg_.rings_host || !rings_kept_ || broken_ || pending_ != 0 ||
-        avail_cache_ != last_avail_ || ring_stamp_.mem_version != dev_.mem_version())
+        ring_stamp_.mem_version != dev_.mem_version())
       return false;
     // acquire: as begin()'s load of avail.idx (pairs with the driver's
     // release store); a chain published after it waits for the next poll.
-    return load16(AvailRing{kept_avail_, cfg_.size}.idx(), std::memory_order_acquire) == last_avail_;
+    return load16(AvailRing{kept_avail_, cfg_.size}.idx(), std::memory_order_acquire) == avail_cache_;
   }
   // Reader side, after begin(): chains that were available at begin() and are
   // not yet popped (0 if broken).
