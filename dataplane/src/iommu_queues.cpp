@@ -81,7 +81,7 @@ bool IommuQueues::hold(bool idle) noexcept {
     holding_ = true;
     held_since_ = std::chrono::steady_clock::now();
     held_polls_ = 0;
-  } else if (++held_polls_ % kClockEvery == 0 && std::chrono::steady_clock::now() - held_since_ >= batching_.max_wait) {
+  } else if (std::chrono::steady_clock::now() - held_since_ >= batching_.max_wait) {
     ++stats_.overdue;
     holding_ = false;
     return false;
@@ -99,6 +99,17 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
   if (bell != bell_seen_) {
     bell_seen_ = bell;
     kicked_ = true;
+  }
+  // A batch held by the last poll grows only when looked at. A busy
+  // caller's poll that keeps holding it (no kick seen, not idle) reads
+  // neither avail.idx, a line the driver writes with every request it adds,
+  // nor the clock, but every kLookEvery-th time: requests added meanwhile
+  // join the batch a few polls later; a kick or an idle poll serves at once.
+  if (holding_ && kicks_armed_ && !kicked_ && !idle && ++held_polls_ % kLookEvery != 0) {
+    ++stats_.held;
+    irq |= deliver_events();
+    if (interrupt != nullptr) *interrupt = irq;
+    return 0;
   }
   // An idle request queue, a poll loop's common case, costs a look at
   // avail.idx: no burst is begun (requests held for batching are still

@@ -38,9 +38,10 @@
 // 16, 4-4.5% with 32 (bench/RESULTS.md). Holding delays no completion a kicking
 // driver waits for; it keeps an UNMAP's IOTLB entries until its burst is
 // served, which is lazy mode's promise anyway (the driver reuses no IOVA
-// before its sync completes). A poll that keeps holding what the last one
-// held, with nothing added, reads avail.idx and, every kClockEvery-th time,
-// the clock: no burst is begun (bench_virtqueue BM_IommuQueuesHeldPoll).
+// before its sync completes). A poll that keeps holding a batch reads
+// avail.idx (which the driver writes with every request) and the clock only
+// every kLookEvery-th time, and begins no burst when nothing was added
+// (bench_virtqueue BM_IommuQueuesHeldPoll).
 //
 // The virtio-iommu device does not translate its own queues: their addresses
 // are GPAs, through the memory table (QueueConfig.access_platform must be false).
@@ -91,6 +92,11 @@ class IommuQueues {
   // Throws std::invalid_argument when a queue config asks for ACCESS_PLATFORM.
   IommuQueues(engine::Device& dev, const QueueConfig& requestq, const QueueConfig& eventq);
 
+  // A poll that keeps holding a batch looks at avail.idx and the clock every
+  // kLookEvery-th time (see the file note): held requests are served at most
+  // kLookEvery - 1 polls after max_wait, or after the batch filled.
+  static constexpr uint32_t kLookEvery = 4;
+
   // Control thread (see contract). Services both queues once; returns the
   // number of requests handled. *interrupt (when given) is set when the driver
   // asked for an interrupt. `idle`: the caller had nothing else to do this
@@ -120,10 +126,6 @@ class IommuQueues {
  private:
   // Largest readable part copied (the largest request struct is 72 bytes).
   static constexpr size_t kMaxReadable = 128;
-  // A hold looks at the clock when it starts and then every kClockEvery-th
-  // poll that keeps it (a clock read costs more than the rest of a held poll):
-  // held requests are served at most kClockEvery - 1 polls after max_wait.
-  static constexpr uint32_t kClockEvery = 4;
   struct Slot {
     uint8_t in[kMaxReadable];
     uint32_t out_len;
