@@ -26,18 +26,25 @@
 // iova / gpa is what the IOMMU costs the device per frame when nothing is
 // invalidated: the share of bench_netperf's lazy/identity gap that the
 // translation fast path owns.
+//   iova_recycle<n>  iova with a lazy guest's recycles between bursts: n
+//         UNMAP+MAP pairs of spare IOVAs through the virtio-iommu request
+//         queue and one sync per 256 frames (vxlate-netperf's lazy guest: 4),
+//         untimed but for the device's polls (ns_per_request). Its
+//         ns_per_frame against iova's is what the requests cost the frames
+//         indirectly on one core (lines evicted, ring translations dropped
+//         by each sync).
 //
 // BM_IommuQueuesIdlePoll (below): what an idle virtio-iommu device costs a
 // poll loop; BM_IommuQueuesHeldPoll, a busy one while batching holds its
 // requests. BM_IommuQueuesRemap (below): a guest's buffer recycles through
-// the request queue, against bench_engine's BM_Remap. BM_VirtqueueTxRecycle
-// (below): the iova frames with a lazy guest's recycles between bursts.
+// the request queue, against bench_engine's BM_Remap.
 #include <benchmark/benchmark.h>
 
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "support/virtio_iommu.h"
@@ -77,7 +84,91 @@ bool request_ok(Device& dev, const std::vector<uint8_t>& req) {
   return dev.handle(req, tail) == tail.size() && test::tail_of(tail).status == 0;
 }
 
-void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead, uint32_t burst = kQueue) {
+// The device side of one transmit burst, as the BM_VirtqueueTx* benchmarks
+// time it: a quiescent report, begin(), every chain popped with its frame's
+// bytes copied out (what NetDevice's to_mbuf does, without the mbuf),
+// pushed, and published. Returns the frames, or -1 when begin() failed.
+struct TxDevice {
+  Chain c;
+  alignas(64) std::array<uint8_t, 2048> frame{};
+  uint64_t copied = 0;
+
+  int64_t burst(Device& dev, Virtqueue& vq, uint32_t reader, uint32_t budget) {
+    dev.iotlb().quiescent(reader);
+    if (!vq.begin(reader, budget)) return -1;
+    int64_t n = 0;
+    while (vq.pop(&c)) {
+      uint64_t off = 0;
+      for (uint32_t s = 0; s < c.nreadable; ++s) {
+        std::memcpy(frame.data() + off, reinterpret_cast<const void*>(c.segs[s].addr), c.segs[s].len);
+        off += c.segs[s].len;
+      }
+      copied += off;
+      vq.push(c.head, 0);
+      ++n;
+    }
+    vq.publish();
+    benchmark::DoNotOptimize(frame.data());
+    return n;
+  }
+};
+
+// A lazy guest's buffer recycles between BM_VirtqueueTx's bursts: n UNMAPs
+// and MAPs of spare IOVAs (the frames' buffers keep theirs, as
+// vxlate-netperf --lazy-move 0) through the virtio-iommu request queue, then
+// one sync; the device's polls in it are timed into `polled`. For a device
+// whose domain kDomain is attached; ok is false when setup failed.
+struct Recycler {
+  DriverQueue reqq;
+  DriverQueue evq;
+  vxlate::dataplane::IommuQueues iq;
+  Clock::duration polled{};
+  vxlate::load::IommuDriver drv;
+  uint64_t spare_gpa;
+  uint64_t spare = 0;
+  std::vector<uint64_t> free_iovas, stale;  // LIFO, as Linux's IOVA rcache
+  bool ok;
+
+  Recycler(GuestMemory& mem, Device& dev, uint32_t reader)
+      : reqq(mem, kQueue, /*event_idx=*/true, /*indirect=*/false),
+        evq(mem, 64, /*event_idx=*/true, /*indirect=*/false),
+        iq(dev, reqq.device_config(false, EndpointId{0}), evq.device_config(false, EndpointId{0})),
+        drv(mem, reqq,
+            [this, reader] {
+              const auto t0 = Clock::now();
+              iq.poll(reader, nullptr, /*idle=*/true);
+              polled += Clock::now() - t0;
+            }),
+        spare_gpa(mem.alloc(kPage, kPage)) {
+    // Above the frames' buffers (every other page from kBufIova).
+    for (uint64_t i = 64; i-- > 0;) free_iovas.push_back(kBufIova + (2 * kQueue + i) * kPage);
+    spare = take();
+    drv.add_map(kDomain, spare, kPage, spare_gpa, kRW);
+    ok = drv.sync() == Status::kOk;
+    polled = {};
+  }
+  uint64_t take() {
+    const uint64_t v = free_iovas.back();
+    free_iovas.pop_back();
+    return v;
+  }
+  bool recycle(uint32_t n) {
+    for (uint32_t i = 0; i < n; ++i) {
+      drv.add_unmap(kDomain, spare, kPage);
+      stale.push_back(spare);
+      spare = take();
+      drv.add_map(kDomain, spare, kPage, spare_gpa, kRW);
+    }
+    const bool synced = drv.sync() == Status::kOk;
+    for (uint64_t v : stale) free_iovas.push_back(v);
+    stale.clear();
+    return synced;
+  }
+  static constexpr uint32_t kRW = vxlate::engine::kMapFlagRead | vxlate::engine::kMapFlagWrite;
+};
+
+void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead, uint32_t burst = kQueue,
+                    uint32_t recycles = 0) {
   GuestMemory mem(kGpaBase, 16 << 20);
   Rcu rcu(1);
   Device dev(vxlate::engine::Config{}, rcu, 4096);
@@ -118,45 +209,38 @@ void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead, uint32_
   Virtqueue vq(dev, cfg);
   const uint32_t reader = rcu.register_reader();
   dev.iotlb().online(reader);
-  Chain c;
-  alignas(64) std::array<uint8_t, 2048> frame{};
-  uint64_t frames = 0, copied = 0;
+  std::optional<Recycler> rec;
+  if (recycles != 0) ok = rec.emplace(mem, dev, reader).ok && ok;
+  TxDevice tx;
+  uint64_t frames = 0;
   Clock::duration device{};
   for (auto _ : state) {
     const auto t0 = Clock::now();
-    dev.iotlb().quiescent(reader);
-    if (!vq.begin(reader, burst)) {
+    const int64_t n = tx.burst(dev, vq, reader, burst);
+    device += Clock::now() - t0;
+    if (n < 0) {
       state.SkipWithError("begin() failed");
       break;
     }
-    uint32_t n = 0;
-    while (vq.pop(&c)) {
-      uint64_t off = 0;
-      for (uint32_t s = 0; s < c.nreadable; ++s) {
-        std::memcpy(frame.data() + off, reinterpret_cast<const void*>(c.segs[s].addr), c.segs[s].len);
-        off += c.segs[s].len;
-      }
-      copied += off;
-      vq.push(c.head, 0);
-      ++n;
-    }
-    vq.publish();
-    device += Clock::now() - t0;
-    benchmark::DoNotOptimize(frame.data());
-    frames += n;
+    frames += static_cast<uint64_t>(n);
     uint64_t token = 0;
     uint32_t len = 0;
     while (q.get_used(&token, &len)) ok = ok && post(static_cast<uint32_t>(token));
     q.publish();
+    if (rec) ok = ok && rec->recycle(recycles);
   }
   dev.iotlb().offline(reader);
   rcu.unregister_reader(reader);
-  if (!ok || vq.stats().bad_total() != 0 || copied != frames * (kHdr + kFrame)) {
-    state.SkipWithError("a chain was refused or a frame lost");
+  if (!ok || vq.stats().bad_total() != 0 || tx.copied != frames * (kHdr + kFrame) ||
+      (rec && rec->drv.failures() != 0)) {
+    state.SkipWithError("a chain was refused, a frame lost or a request failed");
     return;
   }
   state.counters["ns_per_frame"] =
       std::chrono::duration<double, std::nano>(device).count() / static_cast<double>(frames);
+  if (rec)
+    state.counters["ns_per_request"] = std::chrono::duration<double, std::nano>(rec->polled).count() /
+                                       (static_cast<double>(state.iterations()) * 2 * recycles);
   state.SetItemsProcessed(static_cast<int64_t>(frames));
 }
 BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa, false, true);
@@ -165,6 +249,8 @@ BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa_no_lookahead, false, false);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_no_lookahead, true, false);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa_burst1, false, true, 1);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_burst1, true, true, 1);
+BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_recycle4, true, true, kQueue, 4);
+BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_recycle16, true, true, kQueue, 16);
 
 // BM_IommuQueuesIdlePoll/<readers>: one IommuQueues::poll() of a device
 // whose request and event queues are empty, in a Device whose Rcu has room
@@ -202,6 +288,15 @@ struct IommuBench {
   }
   IommuBench(const IommuBench&) = delete;
   IommuBench& operator=(const IommuBench&) = delete;
+  // The guest's virtio-iommu driver, whose sync() waits by polling the
+  // device as an idle lcore would; each poll's time is added to *polled.
+  vxlate::load::IommuDriver driver(Clock::duration* polled) {
+    return vxlate::load::IommuDriver(mem, reqq, [this, polled] {
+      const auto t0 = Clock::now();
+      iq.poll(reader, nullptr, /*idle=*/true);
+      *polled += Clock::now() - t0;
+    });
+  }
   static bool set_mem(Device& d, const GuestMemory& m) {
     const vxlate::engine::MemRegion region = m.region();
     return d.set_mem_table({&region, 1}) == Status::kOk;
@@ -274,14 +369,9 @@ void BM_IommuQueuesRemap(benchmark::State& state) {
   }
   GuestMemory& mem = setup.mem;
   Device& dev = setup.dev;
-  auto& iq = setup.iq;
   const uint32_t reader = setup.reader;
   Clock::duration device{};
-  vxlate::load::IommuDriver drv(mem, setup.reqq, [&] {
-    const auto t0 = Clock::now();
-    iq.poll(reader, nullptr, /*idle=*/true);
-    device += Clock::now() - t0;
-  });
+  vxlate::load::IommuDriver drv = setup.driver(&device);
   constexpr uint32_t kRW = vxlate::engine::kMapFlagRead | vxlate::engine::kMapFlagWrite;
   std::vector<uint64_t> free_iovas;  // LIFO, as Linux's IOVA rcache
   for (uint64_t i = 4 * kBuffers; i-- > 0;) free_iovas.push_back(kBufIova + i * kPage);
@@ -344,118 +434,6 @@ void BM_IommuQueuesRemap(benchmark::State& state) {
   state.SetItemsProcessed(static_cast<int64_t>(requests));
 }
 BENCHMARK(BM_IommuQueuesRemap)->Arg(0)->Arg(1);
-
-// BM_VirtqueueTxRecycle/<recycles>: BM_VirtqueueTx/iova's frames with a lazy
-// guest's buffer recycles between its bursts, on one core: per 256 frames,
-// <recycles> UNMAPs and MAPs of spare IOVAs (the buffers keep theirs, as
-// vxlate-netperf --lazy-move 0) through the request queue, and one sync.
-// vxlate-netperf's lazy guest sends 4 per 256 frames (one per 64). The
-// counters split the device's time: ns_per_frame is the data queue's work
-// alone, ns_per_request the request queue's; ns_per_frame against
-// <recycles> = 0 is what the requests cost the frames indirectly (lines
-// evicted, ring translations dropped by each sync).
-void BM_VirtqueueTxRecycle(benchmark::State& state) {
-  const uint32_t recycles = static_cast<uint32_t>(state.range(0));
-  IommuBench setup(16 << 20, 1, 4096, kQueue);
-  if (!setup.ok) {
-    state.SkipWithError("setup failed");
-    return;
-  }
-  GuestMemory& mem = setup.mem;
-  Device& dev = setup.dev;
-  auto& iq = setup.iq;
-  const uint32_t reader = setup.reader;
-  Clock::duration req_time{};
-  vxlate::load::IommuDriver drv(mem, setup.reqq, [&] {
-    const auto t0 = Clock::now();
-    iq.poll(reader, nullptr, /*idle=*/true);
-    req_time += Clock::now() - t0;
-  });
-  constexpr uint32_t kRW = vxlate::engine::kMapFlagRead | vxlate::engine::kMapFlagWrite;
-  DriverQueue q(mem, kQueue, /*event_idx=*/true, /*indirect=*/true);
-  const uint64_t ring_bytes = (q.area_bytes() + kPage - 1) & ~(kPage - 1);
-  drv.add_attach(kDomain, kEndpoint);
-  drv.add_map(kDomain, kRingIova, ring_bytes, q.area_gpa(), kRW);
-  q.set_dma_base(kRingIova);
-  std::vector<uint64_t> addr(kQueue);
-  for (uint32_t i = 0; i < kQueue; ++i) {
-    const uint64_t gpa = mem.alloc(kPage, kPage);
-    std::memset(mem.hva(gpa), static_cast<int>(i), kHdr + kFrame);
-    addr[i] = kBufIova + 2 * i * kPage;
-    drv.add_map(kDomain, addr[i], kPage, gpa, vxlate::engine::kMapFlagRead);
-  }
-  // Spare IOVAs, LIFO, above the buffers'; each recycle unmaps one and maps
-  // the next, all to the first buffer's page.
-  const uint64_t spare_gpa = mem.alloc(kPage, kPage);
-  std::vector<uint64_t> free_iovas;
-  for (uint64_t i = 64; i-- > 0;) free_iovas.push_back(kBufIova + (2 * kQueue + i) * kPage);
-  uint64_t spare = free_iovas.back();
-  free_iovas.pop_back();
-  drv.add_map(kDomain, spare, kPage, spare_gpa, kRW);
-  bool ok = drv.sync() == Status::kOk;
-  auto post = [&](uint32_t i) {
-    const DriverBuf bufs[2] = {{addr[i], kHdr, false}, {addr[i] + kHdr, kFrame, false}};
-    return q.add(bufs, i, /*use_indirect=*/true);
-  };
-  for (uint32_t i = 0; i < kQueue; ++i) ok = ok && post(i);
-  q.publish();
-  Virtqueue vq(dev, q.device_config(true, EndpointId{kEndpoint}));
-  Chain c;
-  alignas(64) std::array<uint8_t, 2048> frame{};
-  uint64_t frames = 0, copied = 0;
-  Clock::duration device{};
-  std::vector<uint64_t> stale;
-  for (auto _ : state) {
-    const auto t0 = Clock::now();
-    dev.iotlb().quiescent(reader);
-    if (!vq.begin(reader, kQueue)) {
-      state.SkipWithError("begin() failed");
-      break;
-    }
-    uint32_t n = 0;
-    while (vq.pop(&c)) {
-      uint64_t off = 0;
-      for (uint32_t s = 0; s < c.nreadable; ++s) {
-        std::memcpy(frame.data() + off, reinterpret_cast<const void*>(c.segs[s].addr), c.segs[s].len);
-        off += c.segs[s].len;
-      }
-      copied += off;
-      vq.push(c.head, 0);
-      ++n;
-    }
-    vq.publish();
-    device += Clock::now() - t0;
-    benchmark::DoNotOptimize(frame.data());
-    frames += n;
-    uint64_t token = 0;
-    uint32_t len = 0;
-    while (q.get_used(&token, &len)) ok = ok && post(static_cast<uint32_t>(token));
-    q.publish();
-    if (recycles != 0) {
-      for (uint32_t i = 0; i < recycles; ++i) {
-        drv.add_unmap(kDomain, spare, kPage);
-        stale.push_back(spare);
-        spare = free_iovas.back();
-        free_iovas.pop_back();
-        drv.add_map(kDomain, spare, kPage, spare_gpa, kRW);
-      }
-      ok = ok && drv.sync() == Status::kOk;
-      for (uint64_t v : stale) free_iovas.push_back(v);
-      stale.clear();
-    }
-  }
-  if (!ok || drv.failures() != 0 || vq.stats().bad_total() != 0 || copied != frames * (kHdr + kFrame)) {
-    state.SkipWithError("a request failed, a chain was refused or a frame lost");
-    return;
-  }
-  state.counters["ns_per_frame"] =
-      std::chrono::duration<double, std::nano>(device).count() / static_cast<double>(frames);
-  if (recycles != 0)
-    state.counters["ns_per_request"] = std::chrono::duration<double, std::nano>(req_time).count() /
-                                       (static_cast<double>(state.iterations()) * 2 * recycles);
-  state.SetItemsProcessed(static_cast<int64_t>(frames));
-}
-BENCHMARK(BM_VirtqueueTxRecycle)->Arg(0)->Arg(4)->Arg(16);
 
 }  // namespace
 
