@@ -6,88 +6,22 @@
 // after them, fault events written to eventq buffers (and held while none is
 // posted), and the strict-mode invariant: once the driver sees an UNMAP
 // completed, the translating reader's IOTLB no longer has it (same thread and
-// another thread). Request batching: requests held while the caller is busy,
-// served on the driver's kick, a full batch, an idle poll or max_wait; the
-// device re-arms kicks after each burst; a kicking driver on another thread
-// against a busy device lcore.
-#include "vxlate/dataplane/iommu_queues.h"
-
+// another thread). Request batching: iommu_queues_batching_test.cpp.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstring>
 #include <map>
 #include <memory>
 #include <thread>
 #include <vector>
 
-#include "support/virtio_iommu.h"
-#include "vxlate/common/le.h"
-#include "vxlate/engine/wire.h"
-#include "vxlate/load/guest.h"
+#include "iommu_queues_test_support.h"
 
-namespace vxlate::dataplane {
+namespace vxlate::dataplane::iommu_queues_test {
 namespace {
-
-using engine::Segment;
-using load::DriverBuf;
-using load::DriverQueue;
-using load::GuestMemory;
-using load::IommuDriver;
-constexpr uint32_t kRW = engine::kMapFlagRead | engine::kMapFlagWrite;
-constexpr uint64_t kGpaBase = 0x40000000;
 
 // `len` bytes of guest memory at host address p.
 std::span<const uint8_t> bytes_at(const uint8_t* p, size_t len) { return {p, len}; }
-
-class IommuQueuesTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const engine::MemRegion r = mem.region();
-    ASSERT_EQ(dev.set_mem_table(std::span(&r, 1)), Status::kOk);
-    reader = rcu.register_reader();
-    iq = std::make_unique<IommuQueues>(dev, reqq.device_config(false, EndpointId{0}),
-                                       evq.device_config(false, EndpointId{0}));
-    drv = std::make_unique<IommuDriver>(mem, reqq, [this] { iq->poll(online ? reader : Rcu::kNoReader); });
-  }
-  void TearDown() override {
-    if (online) dev.iotlb().offline(reader);
-    rcu.unregister_reader(reader);
-  }
-  void go_online() {
-    dev.iotlb().online(reader);
-    online = true;
-  }
-  void go_offline() {
-    dev.iotlb().offline(reader);
-    online = false;
-  }
-  // One translation by endpoint `ep` (to GPAs), online just around it unless
-  // the test is online already.
-  Status xlate_gpa(uint32_t ep, uint64_t iova, uint64_t len, uint8_t access, std::vector<Segment>* out,
-                   engine::FaultEvent* fe = nullptr) {
-    const bool was = online;
-    if (!was) go_online();
-    Segment segs[8];
-    size_t n = 0;
-    const Status st = dev.iova_to_gpa(reader, EndpointId{ep}, iova, len, access, segs, &n, fe);
-    out->assign(segs, segs + n);
-    if (!was) go_offline();
-    return st;
-  }
-
-  GuestMemory mem{kGpaBase, 16 << 20};
-  Rcu rcu{4};
-  engine::Device dev{engine::Config{}, rcu};
-  // 128 entries: 64 two-descriptor requests fit before the driver must sync.
-  DriverQueue reqq{mem, 128, true, false};
-  DriverQueue evq{mem, 16, true, false};
-  std::unique_ptr<IommuQueues> iq;
-  std::unique_ptr<IommuDriver> drv;
-  uint32_t reader = 0;
-  bool online = false;
-};
 
 TEST_F(IommuQueuesTest, AttachMapUnmapThroughRings) {
   drv->add_attach(1, 1);
@@ -482,186 +416,5 @@ TEST_F(IommuQueuesTest, UnmapCompletedMeansNoLaterTranslation) {
   EXPECT_EQ(after_ok.load(), 0u);
 }
 
-// --- Request batching ----------------------------------------------------------
-
-constexpr bool kBusy = false;  // poll()'s idle argument
-
-class BatchingTest : public IommuQueuesTest {
- protected:
-  void SetUp() override {
-    IommuQueuesTest::SetUp();
-    drv->add_attach(1, 1);
-    ASSERT_EQ(drv->sync(), Status::kOk);  // served at once: batching is off by default
-    gpa = mem.alloc(0x10000, 0x1000);
-  }
-  // Adds n MAPs (published, not kicked: viommu_add_req).
-  void add_maps(int n) {
-    for (int i = 0; i < n; ++i) drv->add_map(1, next_iova++ * 0x1000, 0x1000, gpa, kRW);
-  }
-  uint64_t gpa = 0;
-  uint64_t next_iova = 0x1000;
-};
-
-TEST_F(BatchingTest, OffByDefaultServesAtOnceEvenWhenBusy) {
-  add_maps(1);
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 1u);
-  EXPECT_EQ(dev.mapping_count(), 1u);
-  EXPECT_EQ(iq->stats().held, 0u);
-}
-
-// Requests that came before the device asked for kicks may never be kicked for.
-TEST_F(BatchingTest, RequestsFromBeforeKicksWereAskedForAreServed) {
-  iq->set_batching({8, std::chrono::seconds(100)});
-  add_maps(2);
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 2u);
-  EXPECT_EQ(iq->stats().kicked, 1u);
-  add_maps(2);
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);  // now they wait
-}
-
-TEST_F(BatchingTest, HeldWhileBusyServedOnTheKick) {
-  iq->set_batching({8, std::chrono::seconds(100)});
-  drv->set_notify([this] { iq->notify(); });
-  drv->set_idle([this] { iq->poll(Rcu::kNoReader, nullptr, kBusy); });
-  // The first poll with batching on asks for kicks (nothing waits yet).
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  const uint64_t kicks = reqq.kicks();
-  add_maps(3);
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  EXPECT_EQ(dev.mapping_count(), 0u);
-  EXPECT_EQ(iq->stats().held, 5u);
-  EXPECT_EQ(iq->stats().bursts, 1u);  // the setup's ATTACH only
-  // The driver waits now: its sync kicks, and the busy device serves all three.
-  ASSERT_EQ(drv->sync(), Status::kOk);
-  EXPECT_EQ(dev.mapping_count(), 3u);
-  EXPECT_EQ(reqq.kicks(), kicks + 1);
-  EXPECT_EQ(iq->stats().kicked, 1u);
-  // The device re-armed kicks (avail_event): the next sync kicks again, and a
-  // stale kick serves nothing more than what waits.
-  add_maps(2);
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  ASSERT_EQ(drv->sync(), Status::kOk);
-  EXPECT_EQ(reqq.kicks(), kicks + 2);
-  EXPECT_EQ(dev.mapping_count(), 5u);
-  iq->notify();  // a kick with nothing waiting
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  add_maps(1);
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u) << "an old kick does not serve later requests";
-  EXPECT_EQ(drv->failures(), 0u);
-}
-
-// A busy poll that keeps holding a batch looks at avail.idx only every
-// kLookEvery-th time, but a kick or an idle poll serves it on the spot.
-TEST_F(BatchingTest, AKickOrAnIdlePollServesAHeldBatchAtOnce) {
-  iq->set_batching({8, std::chrono::seconds(100)});
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);  // asks for kicks
-  add_maps(3);
-  for (uint32_t i = 0; i <= IommuQueues::kLookEvery; ++i) EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  iq->notify();
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 3u) << "the kick";
-  add_maps(2);
-  for (uint32_t i = 0; i <= IommuQueues::kLookEvery; ++i) EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  EXPECT_EQ(iq->poll(), 2u) << "an idle poll";
-  EXPECT_EQ(dev.mapping_count(), 5u);
-  EXPECT_EQ(iq->stats().kicked, 1u);
-  ASSERT_EQ(drv->sync(), Status::kOk);
-  EXPECT_EQ(drv->failures(), 0u);
-}
-
-TEST_F(BatchingTest, FullBatchIdlePollAndMaxWaitServe) {
-  iq->set_batching({4, std::chrono::milliseconds(2)});
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);  // asks for kicks
-  add_maps(3);
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  add_maps(1);  // four wait: a full batch, seen within kLookEvery busy polls
-  size_t full = 0;
-  for (uint32_t i = 0; i < IommuQueues::kLookEvery && full == 0; ++i) full = iq->poll(Rcu::kNoReader, nullptr, kBusy);
-  EXPECT_EQ(full, 4u);
-  add_maps(1);
-  EXPECT_EQ(iq->poll(Rcu::kNoReader, nullptr, kBusy), 0u);
-  EXPECT_EQ(iq->poll(), 1u);  // idle: served as it comes
-  add_maps(2);
-  const auto t0 = std::chrono::steady_clock::now();
-  size_t served = 0;
-  while ((served = iq->poll(Rcu::kNoReader, nullptr, kBusy)) == 0) {
-  }
-  EXPECT_EQ(served, 2u);
-  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(2));
-  EXPECT_EQ(iq->stats().overdue, 1u);
-  EXPECT_EQ(dev.mapping_count(), 7u);
-  ASSERT_EQ(drv->sync(), Status::kOk);  // all completed already: no wait
-  EXPECT_EQ(drv->failures(), 0u);
-}
-
-// A busy device lcore that serves requests only on kicks (max_wait far away)
-// and a driver on another thread: every sync completes, nothing is lost.
-TEST_F(BatchingTest, KickingDriverOnAnotherThread) {
-  iq->set_batching({1000, std::chrono::seconds(100)});
-  drv->set_notify([this] { iq->notify(); });
-  drv->set_idle([] { std::this_thread::yield(); });
-  std::atomic<bool> stop{false};
-  std::thread lcore([&] {
-    // acquire: pairs with the release below; the driver is done.
-    while (!stop.load(std::memory_order_acquire)) iq->poll(Rcu::kNoReader, nullptr, kBusy);
-  });
-  constexpr int kRounds = 300;
-  for (int r = 0; r < kRounds; ++r) {
-    const int n = 1 + r % 5;
-    for (int i = 0; i < n; ++i) drv->add_map(1, 0x100000 + uint64_t(i) * 0x1000, 0x1000, gpa, kRW);
-    for (int i = 0; i < n; ++i) drv->add_unmap(1, 0x100000 + uint64_t(i) * 0x1000, 0x1000);
-    ASSERT_EQ(drv->sync(), Status::kOk);
-  }
-  stop.store(true, std::memory_order_release);
-  lcore.join();
-  EXPECT_EQ(drv->failures(), 0u);
-  EXPECT_EQ(dev.mapping_count(), 0u);
-  EXPECT_EQ(iq->stats().overdue, 0u);
-  EXPECT_GE(iq->stats().kicked, 1u);
-}
-
-// The poll that first asks for kicks (batching just turned on) races with a
-// driver that publishes and decides its kick from the avail_event the device
-// last wrote, before batching. What the arming re-check saw beyond what that
-// poll's begin() saw must be served as kicked by a later poll: it once was
-// forgotten when the arming poll had nothing to serve, and the sync then waited
-// for max_wait (CI, TSan). Here batching goes off and on again after every
-// round, so every round's requests race with a fresh arming; a lost kick shows
-// as an overdue burst.
-TEST_F(BatchingTest, RequestsRacingTheFirstArmingAreServedAsKicked) {
-  const RequestBatching on{1000, std::chrono::milliseconds(200)};
-  drv->set_notify([this] { iq->notify(); });
-  drv->set_idle([] { std::this_thread::yield(); });
-  std::atomic<uint64_t> rounds_done{0};
-  std::atomic<bool> stop{false};
-  std::thread lcore([&] {
-    uint64_t seen = 0;
-    iq->set_batching(on);
-    // acquire: pairs with the release below; the driver is done.
-    while (!stop.load(std::memory_order_acquire)) {
-      // relaxed: only decides when to re-arm; the rings carry the data.
-      const uint64_t done = rounds_done.load(std::memory_order_relaxed);
-      if (done != seen) {
-        seen = done;
-        iq->set_batching({1, on.max_wait});  // off: serves what waits, writes no avail_event
-        iq->poll(Rcu::kNoReader, nullptr, kBusy);
-        iq->set_batching(on);  // the next poll arms
-      }
-      iq->poll(Rcu::kNoReader, nullptr, kBusy);
-    }
-  });
-  constexpr int kRounds = 4000;
-  for (int r = 0; r < kRounds; ++r) {
-    for (int i = 0; i <= r % 2; ++i) drv->add_map(1, 0x100000 + uint64_t(i) * 0x1000, 0x1000, gpa, kRW);
-    for (int i = 0; i <= r % 2; ++i) drv->add_unmap(1, 0x100000 + uint64_t(i) * 0x1000, 0x1000);
-    ASSERT_EQ(drv->sync(), Status::kOk);
-    rounds_done.fetch_add(1, std::memory_order_relaxed);
-  }
-  stop.store(true, std::memory_order_release);
-  lcore.join();
-  EXPECT_EQ(drv->failures(), 0u);
-  EXPECT_EQ(dev.mapping_count(), 0u);
-  EXPECT_EQ(iq->stats().overdue, 0u) << "a kick was lost";
-}
-
 }  // namespace
-}  // namespace vxlate::dataplane
+}  // namespace vxlate::dataplane::iommu_queues_test
