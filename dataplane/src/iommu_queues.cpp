@@ -107,9 +107,7 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
   // join the batch a few polls later; a kick or an idle poll serves at once.
   if (holding_ && kicks_armed_ && !kicked_ && !idle && ++held_polls_ % kLookEvery != 0) {
     ++stats_.held;
-    irq |= deliver_events();
-    if (interrupt != nullptr) *interrupt = irq;
-    return 0;
+    return finish(irq, interrupt, 0);
   }
   // An idle request queue, a poll loop's common case, costs a look at
   // avail.idx: no burst is begun (requests held for batching are still
@@ -126,9 +124,7 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
   // they are served below.
   const bool same_held = !empty && holding_ && kicks_armed_ && req_.surely_unchanged();
   if (same_held && hold(idle)) {
-    irq |= deliver_events();
-    if (interrupt != nullptr) *interrupt = irq;
-    return 0;
+    return finish(irq, interrupt, 0);
   }
   // Every chain popped, good, bad or refused, counts against the burst.
   const bool begun = !empty && req_.begin(kNoReader, engine::kMaxRequestBurst);
@@ -220,9 +216,13 @@ size_t IommuQueues::poll(uint32_t self_reader, bool* interrupt, bool idle) noexc
       }
     }
   }
+  return finish(irq, interrupt, n);
+}
+
+size_t IommuQueues::finish(bool irq, bool* interrupt, size_t served) noexcept {
   irq |= deliver_events();
   if (interrupt != nullptr) *interrupt = irq;
-  return n;
+  return served;
 }
 
 bool IommuQueues::deliver_events() noexcept {

@@ -131,6 +131,8 @@ class IommuQueues {
     uint32_t out_len;
   };
   bool hold(bool idle) noexcept;
+  // Every poll's end: the event queue serviced, *interrupt set; returns served.
+  size_t finish(bool irq, bool* interrupt, size_t served) noexcept;
   bool deliver_events() noexcept;
   void scatter(const Chain& c, const uint8_t* src, uint32_t len) noexcept;
 
