@@ -448,11 +448,7 @@ TEST_P(VirtqueueTest, SurelyEmptyOnlyWhenNothingWaits) {
   q.publish();
   EXPECT_EQ(q.surely_empty(), !ap());
   // The same regions again: a new table, for which no ring was translated.
-  const engine::MemRegion regions[] = {{kGpa, kASize, reinterpret_cast<uint64_t>(a_)},
-                                       {kBGpa, kBSize, reinterpret_cast<uint64_t>(b_)},
-                                       {kBigGpa, kBigSize, reinterpret_cast<uint64_t>(big_)},
-                                       {kSkewGpa, 0x10000, reinterpret_cast<uint64_t>(b_ + 0x20008)}};
-  ASSERT_EQ(synced([&] { return static_cast<int>(dev_->set_mem_table(regions)); }), 0);
+  ASSERT_EQ(synced([&] { return static_cast<int>(dev_->set_mem_table(regions())); }), 0);
   EXPECT_FALSE(q.surely_empty()) << "the kept rings belong to the old table";
   ASSERT_TRUE(q.begin(reader_));
   EXPECT_EQ(q.surely_empty(), !ap());
@@ -480,11 +476,7 @@ TEST_P(VirtqueueTest, SurelyUnchangedOnlyWhileAvailIdxStands) {
   EXPECT_FALSE(q.surely_unchanged()) << "a used entry waits";
   q.publish();
   EXPECT_EQ(q.surely_unchanged(), !ap()) << "one chain popped, avail.idx as begin() read it";
-  const engine::MemRegion regions[] = {{kGpa, kASize, reinterpret_cast<uint64_t>(a_)},
-                                       {kBGpa, kBSize, reinterpret_cast<uint64_t>(b_)},
-                                       {kBigGpa, kBigSize, reinterpret_cast<uint64_t>(big_)},
-                                       {kSkewGpa, 0x10000, reinterpret_cast<uint64_t>(b_ + 0x20008)}};
-  ASSERT_EQ(synced([&] { return static_cast<int>(dev_->set_mem_table(regions)); }), 0);
+  ASSERT_EQ(synced([&] { return static_cast<int>(dev_->set_mem_table(regions())); }), 0);
   EXPECT_FALSE(q.surely_unchanged()) << "the kept rings belong to the old table";
 }
 

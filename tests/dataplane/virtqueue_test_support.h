@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
@@ -66,11 +67,7 @@ class VirtqueueTest : public ::testing::TestWithParam<bool> {
     void* big = mmap(nullptr, kBigSize, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     ASSERT_NE(big, MAP_FAILED);
     big_ = static_cast<uint8_t*>(big);
-    const engine::MemRegion regions[] = {{kGpa, kASize, reinterpret_cast<uint64_t>(a_)},
-                                         {kBGpa, kBSize, reinterpret_cast<uint64_t>(b_)},
-                                         {kBigGpa, kBigSize, reinterpret_cast<uint64_t>(big_)},
-                                         {kSkewGpa, 0x10000, reinterpret_cast<uint64_t>(b_ + 0x20008)}};
-    ASSERT_EQ(dev_->set_mem_table(regions), Status::kOk);
+    ASSERT_EQ(dev_->set_mem_table(regions()), Status::kOk);
     if (ap()) {
       ASSERT_EQ(send(attach_req(1, 1)), 0);
       ASSERT_EQ(send(map_req(1, kIova, kIova + kASize + kBSize - 1, kGpa, kRW)), 0);
@@ -89,6 +86,14 @@ class VirtqueueTest : public ::testing::TestWithParam<bool> {
   }
 
   bool ap() const { return GetParam(); }
+  // Guest memory: A, B (after a hole in HVA), the big sparse region and the
+  // skewed one (an HVA not page-aligned). Set again, a new table version.
+  std::array<engine::MemRegion, 4> regions() const {
+    return {{{kGpa, kASize, reinterpret_cast<uint64_t>(a_)},
+             {kBGpa, kBSize, reinterpret_cast<uint64_t>(b_)},
+             {kBigGpa, kBigSize, reinterpret_cast<uint64_t>(big_)},
+             {kSkewGpa, 0x10000, reinterpret_cast<uint64_t>(b_ + 0x20008)}}};
+  }
   // One request; its status byte, or -1 when the used length is wrong.
   template <typename Req>
   int send(const Req& req) {
