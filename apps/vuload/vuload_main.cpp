@@ -4,7 +4,7 @@
 //   vxlate-vuload --socket A --socket B [--mode identity|lazy|strict]
 //                 [--workload udp_stream_64|tcp_stream|tcp_rr] [--queue-pairs N]
 //                 [--queue-size N] [--seconds S] [--frame-size N] [--lazy-recycle N]
-//                 [--lazy-flush N] [--timeout-ms N] [--json]
+//                 [--lazy-flush N] [--recycle both|rx|tx] [--timeout-ms N] [--json]
 //
 // Two VhostUserFrontend instances (vxlate/load/vhost_user_frontend.h) connect
 // to two back-end sockets that the back end cross-connects, so frames sent on
@@ -31,7 +31,9 @@
 // MISSes; every `lazy_recycle` completions a buffer is recycled (its page is
 // unmapped and mapped again, as page_pool gives a buffer a fresh IOVA) and
 // the recycled pages are INVALIDATEd in batches of `lazy_flush`, or after
-// 10 ms, without the data side waiting (Linux's flush queue). strict: every
+// 10 ms, without the data side waiting (Linux's flush queue); `--recycle rx`
+// or `tx` recycles the buffers of one direction only (how much of lazy mode's
+// cost each direction's MISSes make). strict: every
 // buffer the back end returns has its page INVALIDATEd (one message, ack
 // awaited) and mapped again before the driver reuses it; the data side waits
 // for that, as a guest vCPU waits in iommu_unmap. Each buffer fills one 4 KiB
@@ -159,6 +161,8 @@ struct Config {
   uint32_t frame_size = kUdp64Frame;  // udp_stream_64's frames
   uint32_t lazy_recycle = NetperfConfig{}.lazy_recycle;
   uint32_t lazy_flush = NetperfConfig{}.lazy_flush;
+  // lazy: which buffers are recycled (receive, transmit, both).
+  bool recycle_rx = true, recycle_tx = true;
   // A lost frame is written off after this (tcp_stream window, tcp_rr
   // timeout); above twice vxlate-switch's 100 ms MISS retry (kMissRetry), so
   // a slow or once-lost miss counts as latency, not loss.
@@ -265,7 +269,7 @@ class Lane {
       }
     } else if (cfg_.mode == Mode::kLazy) {
       for (uint64_t i = 0; i < n; ++i)
-        if (++tx_completions_ % cfg_.lazy_recycle == 0) {
+        if (++tx_completions_ % cfg_.lazy_recycle == 0 && cfg_.recycle_tx) {
           page_job(tx_pool, tx_recycle_cursor_);
           tx_recycle_cursor_ = (tx_recycle_cursor_ + 1) % cfg_.queue_size;
         }
@@ -278,7 +282,8 @@ class Lane {
     const uint8_t* buf = f.data() - kNetHdrSize;
     if (buf < rx_pool.hva || buf >= rx_pool.hva + uint64_t{cfg_.queue_size} * kBufBytes) return;  // gathered copy
     const auto index = static_cast<uint32_t>((buf - rx_pool.hva) / kBufBytes);
-    if (cfg_.mode == Mode::kStrict || ++rx_completions_ % cfg_.lazy_recycle == 0) page_job(rx_pool, index);
+    if (cfg_.mode == Mode::kStrict || (++rx_completions_ % cfg_.lazy_recycle == 0 && cfg_.recycle_rx))
+      page_job(rx_pool, index);
   }
 
   // Strict: the round's unmaps, waited for before any buffer is reused.
@@ -497,7 +502,7 @@ class Lane {
                "usage: vxlate-vuload --socket PATH --socket PATH [--mode identity|lazy|strict]\n"
                "                     [--workload udp_stream_64|tcp_stream|tcp_rr] [--queue-pairs N] [--queue-size N]\n"
                "                     [--seconds S] [--frame-size N] [--lazy-recycle N] [--lazy-flush N]\n"
-               "                     [--timeout-ms N] [--json]\n",
+               "                     [--recycle both|rx|tx] [--timeout-ms N] [--json]\n",
                msg);
   std::exit(2);
 }
@@ -510,6 +515,7 @@ Config parse(int argc, char** argv) {
   Config c;
   int sockets = 0;
   bool frame_size = false;
+  bool recycle = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     auto value = [&]() -> const char* {
@@ -542,6 +548,12 @@ Config parse(int argc, char** argv) {
       c.lazy_recycle = static_cast<uint32_t>(parse_uint("--lazy-recycle", value(), 1u << 20));
     } else if (a == "--lazy-flush") {
       c.lazy_flush = static_cast<uint32_t>(parse_uint("--lazy-flush", value(), 4096));
+    } else if (a == "--recycle") {
+      const std::string_view v = value();
+      if (v != "both" && v != "rx" && v != "tx") usage("--recycle takes both, rx or tx");
+      c.recycle_rx = v != "tx";
+      c.recycle_tx = v != "rx";
+      recycle = true;
     } else if (a == "--timeout-ms") {
       c.stall = std::chrono::milliseconds(parse_uint("--timeout-ms", value(), 60000));
     } else if (a == "--json") {
@@ -554,7 +566,14 @@ Config parse(int argc, char** argv) {
   }
   if (sockets != 2) usage("exactly two --socket (the back end cross-connects them)");
   if (frame_size && c.workload != Workload::kUdpStream64) usage("--frame-size is for udp_stream_64 only");
+  if (recycle && c.mode != Mode::kLazy) usage("--recycle is for --mode lazy only (strict recycles every buffer)");
   return c;
+}
+
+// Which buffers are recycled: lazy mode recycles both sides or one (--recycle), strict every one.
+const char* recycle_name(const Config& c) {
+  if (c.mode != Mode::kLazy) return c.mode == Mode::kStrict ? "every" : "none";
+  return c.recycle_rx && c.recycle_tx ? "both" : c.recycle_rx ? "rx" : "tx";
 }
 
 // The q-quantile of v in microseconds (reorders v).
@@ -802,7 +821,7 @@ int main(int argc, char** argv) {
     std::printf("  window resets %llu\n", static_cast<unsigned long long>(window_resets));
   if (cfg.json)
     std::printf("{\"tool\":\"vxlate-vuload\",\"workload\":\"%s\",\"mode\":\"%s\",\"queue_pairs\":%u,\"queue_size\":%u,"
-                "\"frame_size\":%u,"
+                "\"frame_size\":%u,\"recycle\":\"%s\","
                 "\"seconds\":%.3f,\"tx_frames\":%llu,\"rx_frames\":%llu,\"tx_pps\":%.0f,\"rx_pps\":%.0f,"
                 "\"drops\":%llu,\"drained\":%s,\"bad_frames\":%llu,\"stray_frames\":%llu,\"tx_ring_full\":%llu,"
                 "\"misses\":%llu,\"misses_answered\":%llu,\"misses_unanswered\":%llu,\"updates\":%llu,"
@@ -811,7 +830,7 @@ int main(int argc, char** argv) {
                 "\"rr_tps\":%.0f,\"rr_p50_us\":%.2f,\"rr_p99_us\":%.2f,\"rr_timeouts\":%llu,\"window_resets\":%llu,"
                 "\"clean\":%s}\n",
                 to_string(cfg.workload), to_string(cfg.mode), unsigned{cfg.queue_pairs}, cfg.queue_size,
-                data_frame_bytes(cfg), seconds,
+                data_frame_bytes(cfg), recycle_name(cfg), seconds,
                 static_cast<unsigned long long>(fin.sent), static_cast<unsigned long long>(fin.received), tx_pps,
                 rx_pps, static_cast<unsigned long long>(drops), drained ? "true" : "false",
                 static_cast<unsigned long long>(bad), static_cast<unsigned long long>(stray),
