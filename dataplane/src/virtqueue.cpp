@@ -313,6 +313,7 @@ bool Virtqueue::add_buffer(Chain* c, uint64_t addr, uint32_t len, bool writable,
   const Hinted* h = walk_hint_;
   if (h != nullptr && addr - h->addr < h->len && len <= h->len - (addr - h->addr) && h->writable == writable) {
     ++stats_.translations;
+    if (cfg_.access_platform) burst_.count_peeked();
     c->segs[c->nsegs] = Segment{reinterpret_cast<uint64_t>(h->hva) + (addr - h->addr), len};
     n = 1;
     st = Status::kOk;

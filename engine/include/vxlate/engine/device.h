@@ -257,6 +257,13 @@ class Device {
         return reinterpret_cast<const uint8_t*>(hva);
       return peek_miss(iova, len, pagetable::kPermRead);
     }
+    // A buffer translation peek() made earlier in this burst, used instead of
+    // translating the buffer again: counted as the IOTLB hit it stands for
+    // (peek() counts none; when its probe missed, it counted the miss and
+    // filled the entry this use would have hit).
+    void count_peeked() noexcept {
+      if (stamp_.mode == kTranslate) view_.count_hit();
+    }
     const Stamp& stamp() const noexcept { return stamp_; }
     void end() noexcept { view_.end(); }
 
