@@ -156,7 +156,7 @@ TEST_P(VirtqueueTest, LookaheadBuffersDoNotOutliveTheirBurst) {
 TEST_P(VirtqueueTest, LookaheadTranslationsCountAsHits) {
   if (!ap()) GTEST_SKIP() << "no IOTLB without ACCESS_PLATFORM";
   Virtqueue q(*dev_, fresh(8));
-  ASSERT_TRUE(q.stats().translations == 0 && QueueConfig{}.lookahead);
+  ASSERT_TRUE(QueueConfig{}.lookahead) << "the test is about the lookahead's translations";
   for (uint16_t h = 0; h < 6; ++h) set_desc(h, d(kBuf + 0x1000 * h + 0x40, 64, h % 2 ? W : 0));
   auto round = [&] {
     offer({0, 1, 2, 3, 4, 5});
