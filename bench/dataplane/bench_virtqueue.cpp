@@ -84,6 +84,18 @@ bool request_ok(Device& dev, const std::vector<uint8_t>& req) {
   return dev.handle(req, tail) == tail.size() && test::tail_of(tail).status == 0;
 }
 
+// A guest's virtio-iommu driver on request queue `reqq`, whose sync() waits
+// by polling the device `iq` as an idle lcore would; each poll's time is
+// added to *polled.
+vxlate::load::IommuDriver timed_driver(GuestMemory& mem, DriverQueue& reqq, vxlate::dataplane::IommuQueues& iq,
+                                       uint32_t reader, Clock::duration* polled) {
+  return vxlate::load::IommuDriver(mem, reqq, [&iq, reader, polled] {
+    const auto t0 = Clock::now();
+    iq.poll(reader, nullptr, /*idle=*/true);
+    *polled += Clock::now() - t0;
+  });
+}
+
 // The device side of one transmit burst, as the BM_VirtqueueTx* benchmarks
 // time it: a quiescent report, begin(), every chain popped with its frame's
 // bytes copied out (what NetDevice's to_mbuf does, without the mbuf),
@@ -133,12 +145,7 @@ struct Recycler {
       : reqq(mem, kQueue, /*event_idx=*/true, /*indirect=*/false),
         evq(mem, 64, /*event_idx=*/true, /*indirect=*/false),
         iq(dev, reqq.device_config(false, EndpointId{0}), evq.device_config(false, EndpointId{0})),
-        drv(mem, reqq,
-            [this, reader] {
-              const auto t0 = Clock::now();
-              iq.poll(reader, nullptr, /*idle=*/true);
-              polled += Clock::now() - t0;
-            }),
+        drv(timed_driver(mem, reqq, iq, reader, &polled)),
         spare_gpa(mem.alloc(kPage, kPage)) {
     // Above the frames' buffers (every other page from kBufIova).
     for (uint64_t i = 64; i-- > 0;) free_iovas.push_back(kBufIova + (2 * kQueue + i) * kPage);
@@ -288,15 +295,7 @@ struct IommuBench {
   }
   IommuBench(const IommuBench&) = delete;
   IommuBench& operator=(const IommuBench&) = delete;
-  // The guest's virtio-iommu driver, whose sync() waits by polling the
-  // device as an idle lcore would; each poll's time is added to *polled.
-  vxlate::load::IommuDriver driver(Clock::duration* polled) {
-    return vxlate::load::IommuDriver(mem, reqq, [this, polled] {
-      const auto t0 = Clock::now();
-      iq.poll(reader, nullptr, /*idle=*/true);
-      *polled += Clock::now() - t0;
-    });
-  }
+  vxlate::load::IommuDriver driver(Clock::duration* polled) { return timed_driver(mem, reqq, iq, reader, polled); }
   static bool set_mem(Device& d, const GuestMemory& m) {
     const vxlate::engine::MemRegion region = m.region();
     return d.set_mem_table({&region, 1}) == Status::kOk;
