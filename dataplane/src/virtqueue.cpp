@@ -404,7 +404,7 @@ bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) n
     segs[0] = Segment{reinterpret_cast<uint64_t>(h.hva), table.len};
     nsegs = 1;
   } else {
-    const Status st = translate(table.addr, table.len, kPermRead, segs, &nsegs);
+    const Status st = translate_table(table.addr, table.len, segs, &nsegs);
     if (st != Status::kOk) {
       *why = st == Status::kInval ? BadChain::kTooManySegs : BadChain::kUnmapped;
       return false;

@@ -207,9 +207,10 @@ TEST_F(TranslateTest, BurstGivesTheResultsOfOneCallEach) {
   drain();
 }
 
-// What a Burst remembers of its last page lives only until the next begin():
-// a page unmapped between two bursts faults in the second.
-TEST_F(TranslateTest, BurstForgetsItsPageAtTheNextBegin) {
+// What a Burst remembers of its last page (and of its last table's page)
+// outlives the burst only while its stamp stands: a page unmapped between two
+// bursts faults in the second, through iova_to_hva() and table_to_hva() alike.
+TEST_F(TranslateTest, BurstForgetsItsPagesOnceAnInvalidationApplies) {
   ASSERT_EQ(send(attach_req(1, 7)), kOk);
   ASSERT_EQ(send(map_req(1, 0x10000, 0x10fff, 0x100000000, kRW)), kOk);
   ASSERT_EQ(send(map_req(1, 0x20000, 0x20fff, 0x100001000, kRW)), kOk);
@@ -221,13 +222,23 @@ TEST_F(TranslateTest, BurstForgetsItsPageAtTheNextBegin) {
   ASSERT_EQ(b.iova_to_hva(0x10000, 12, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);
   ASSERT_EQ(b.iova_to_hva(0x1000c, 64, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);  // the same page
   EXPECT_EQ(seg.addr, 0x7f000000000cu);
+  ASSERT_EQ(b.table_to_hva(0x10100, 32, {&seg, 1}, &n), Status::kOk);
+  EXPECT_EQ(seg.addr, 0x7f0000000100u);
+  b.end();
+  const Device::Burst::Stamp before = b.stamp();
+  b.begin(*dev_, id_, EndpointId{7});  // nothing changed: both pages kept
+  EXPECT_EQ(b.stamp(), before);
+  ASSERT_EQ(b.table_to_hva(0x10200, 32, {&seg, 1}, &n), Status::kOk);
+  EXPECT_EQ(seg.addr, 0x7f0000000200u);
   b.end();
   dev_->iotlb().offline(id_);
   ASSERT_EQ(send(unmap_req(1, 0x10000, 0x10fff)), kOk);
   dev_->iotlb().online(id_);
   b.begin(*dev_, id_, EndpointId{7});
+  EXPECT_NE(b.stamp(), before);
   ASSERT_EQ(b.iova_to_hva(0x20000, 64, pagetable::kPermRead, {&seg, 1}, &n), Status::kOk);  // the same region
   EXPECT_EQ(b.iova_to_hva(0x1000c, 64, pagetable::kPermRead, {&seg, 1}, &n), Status::kFault);
+  EXPECT_EQ(b.table_to_hva(0x10300, 32, {&seg, 1}, &n), Status::kFault);
   b.end();
   dev_->iotlb().offline(id_);
   drain();
@@ -235,7 +246,7 @@ TEST_F(TranslateTest, BurstForgetsItsPageAtTheNextBegin) {
 
 // Likewise a peek: a page peeked in one burst and unmapped before the next
 // faults there, and a page peeked for reading gives no write translation.
-TEST_F(TranslateTest, BurstForgetsWhatItPeekedAtTheNextBegin) {
+TEST_F(TranslateTest, BurstForgetsWhatItPeekedOnceAnInvalidationApplies) {
   ASSERT_EQ(send(attach_req(1, 7)), kOk);
   ASSERT_EQ(send(map_req(1, 0x10000, 0x10fff, 0x100000000, kRW)), kOk);
   ASSERT_EQ(send(map_req(1, 0x20000, 0x20fff, 0x100001000, kMapFlagRead)), kOk);

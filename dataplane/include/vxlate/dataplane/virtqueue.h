@@ -362,6 +362,15 @@ class Virtqueue {
     if (!cfg_.hold_on_miss) return burst_.iova_to_hva(addr, len, access, out, n);
     return translate_holding(addr, len, access, out, n);
   }
+  // translate() of an indirect table: through the burst's table memo
+  // (Device::Burst::table_to_hva) where translate() would use its page memo.
+  Status translate_table(uint64_t addr, uint64_t len, std::span<engine::Segment> out, size_t* n) noexcept {
+    if (cfg_.access_platform && !cfg_.hold_on_miss) {
+      ++stats_.translations;
+      return burst_.table_to_hva(addr, len, out, n);
+    }
+    return translate(addr, len, pagetable::kPermRead, out, n);
+  }
   Status translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out,
                            size_t* n) noexcept;
   // What the kept ring translations depend on (see begin()).

@@ -219,8 +219,10 @@ class Device {
     // BM_VirtqueueTx/iova frame than one). Anything else (a miss, a fault, a
     // page or region boundary, a bad argument) goes to iova_to_hva_slow(),
     // which gives the same result. The remembered page is a translation
-    // this burst made, so it is valid for the whole burst (the View's read
-    // section); begin() forgets it.
+    // this burst or an earlier one with the same stamp made: valid under
+    // stamp()'s rule, so begin() keeps it while the stamp stands and forgets
+    // it when it moved (an invalidation applied, another domain instance or
+    // memory table).
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
       uint64_t hva = 0;
@@ -231,6 +233,22 @@ class Device {
         return Status::kOk;
       }
       return iova_to_hva_slow(iova, len, access, segs, nsegs, fault);
+    }
+    // iova_to_hva() of an indirect table (read access): the same result, with
+    // the table's page remembered apart from the buffers' (peek_table()'s
+    // memo), so that a chain's buffers do not push it out and the next
+    // chain's table, which a driver keeps in the same page, costs a compare
+    // instead of a probe.
+    Status table_to_hva(uint64_t iova, uint64_t len, std::span<Segment> segs, size_t* nsegs,
+                        FaultEvent* fault = nullptr) noexcept {
+      uint64_t hva = 0;
+      if (!segs.empty() && fast_path<true>(table_page_, iova, len, pagetable::kPermRead, &hva)) [[likely]] {
+        if (stamp_.mode == kTranslate) view_.count_hit();
+        segs[0] = Segment{hva, len};
+        *nsegs = 1;
+        return Status::kOk;
+      }
+      return iova_to_hva_slow(iova, len, pagetable::kPermRead, segs, nsegs, fault);
     }
     // A hint, for prefetching what a later translation of this burst will
     // read: the host address of [iova, iova + len) (one page, in the last
@@ -250,7 +268,7 @@ class Device {
     // peek() for reading an indirect table: a driver keeps its tables
     // together (a page holds 128 two-descriptor tables), so the page of the
     // last table peeked is remembered apart from the walk's, and a table in
-    // it costs a compare instead of a probe. Valid for the burst, as page_.
+    // it costs a compare instead of a probe. Kept across bursts as page_ is.
     const uint8_t* peek_table(uint64_t iova, uint64_t len) noexcept {
       uint64_t hva = 0;
       if (fast_path<true>(table_page_, iova, len, pagetable::kPermRead, &hva)) [[likely]]
@@ -451,8 +469,6 @@ inline void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) no
   VXLATE_DCHECK(reader < dev.rcu_.max_readers(), "Device::Burst: reader id out of range");
   VXLATE_DCHECK(dev.rcu_.is_online(reader), "Device::Burst: a reader must be online (Iotlb::online) to translate");
   view_.end();  // the previous burst's hits
-  page_ = PageMemo{};
-  table_page_.perms = 0;
   const MemTable::Snapshot* const mem = dev.mem_.snapshot();
   // The same endpoint, still in the same domain instance (its tag is unique
   // among the live and dying domains, so an instance reallocated at the same
@@ -468,10 +484,19 @@ inline void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) no
     const Domain* dom = dev.ep_table_[ep.value - dev.cfg_.endpoint_first].load(std::memory_order_acquire);
     if (dom == dom_ && dom->tag == stamp_.tag && !dom->bypass) [[likely]] {
       view_.rebegin();
-      stamp_.epoch = view_.epoch();
+      // The remembered pages are translations of an earlier burst with this
+      // stamp: valid while the epoch stands (the rule for kept ring
+      // translations, above), forgotten when it moved.
+      if (const iotlb::Iotlb::Epoch epoch = view_.epoch(); epoch != stamp_.epoch) [[unlikely]] {
+        stamp_.epoch = epoch;
+        page_ = PageMemo{};
+        table_page_.perms = 0;
+      }
       return;
     }
   }
+  page_ = PageMemo{};
+  table_page_.perms = 0;
   begin_slow(dev, reader, ep, mem);
 }
 
