@@ -54,6 +54,9 @@
 // text, or with --json one JSON object as the last line of stdout. Exit
 // status 1 on a protocol failure or a malformed frame, 2 on bad usage.
 //
+// The command line and the run's Config: vuload_config.h. Here: the data
+// threads (Lane), the control thread (main) and the report.
+//
 // Limits of this version. Strict mode finds the transmit buffers it must
 // unmap by scanning the pool for the frames just sent (the front end does not
 // name a buffer's index), and attributes completions in ring order; the
@@ -82,11 +85,12 @@
 
 #include "vxlate/common/le.h"
 #include "vxlate/dataplane/net.h"
-#include "vxlate/load/cli.h"
 #include "vxlate/load/netperf.h"
 #include "vxlate/load/vhost_user_frontend.h"
+#include "vuload_config.h"
 
 using namespace vxlate::load;
+using namespace vxlate::vuload;
 using namespace std::chrono_literals;
 
 namespace {
@@ -101,15 +105,6 @@ constexpr uint64_t kPage = VhostUserFrontend::kPageSize;
 // One buffer per IOVA page: a buffer's unmap is exactly one page's INVALIDATE.
 constexpr uint32_t kBufBytes = kPage;
 constexpr size_t kBurst = 32;  // frames per send_burst()
-// netperf's frame sizes (load/src/frames.h): 64-byte UDP, 1514-byte TCP MSS
-// frame, 66-byte bare TCP ACK, 1-byte RR payload behind a 66-byte TCP header.
-constexpr uint32_t kUdp64Frame = 64;
-constexpr uint32_t kMssFrame = 1514;
-constexpr uint32_t kAckFrame = 66;
-constexpr uint32_t kRrFrame = 67;
-// --frame-size (udp_stream_64): Ethernet's minimum and maximum frame without FCS.
-constexpr uint32_t kMinFrame = 60;
-constexpr uint32_t kMaxFrame = kMssFrame;
 constexpr uint32_t kTcpWindow = 256;  // tcp_stream frames unacknowledged per pair (about 370 KB)
 constexpr auto kLazyFlushAge = 10ms;  // Linux's flush-queue timer (IOVA_FQ_TIMEOUT)
 constexpr auto kDrainQuiet = 100ms;   // drain ends when nothing is in flight and nothing arrived this long
@@ -149,25 +144,6 @@ struct PoolArea {
   uint64_t iova = 0;
   uint8_t perm = 0;
   const uint8_t* hva = nullptr;
-};
-
-struct Config {
-  std::string sockets[2];
-  Workload workload = Workload::kUdpStream64;
-  Mode mode = Mode::kLazy;
-  uint16_t queue_pairs = 1;
-  uint32_t queue_size = 256;
-  double seconds = 5;
-  uint32_t frame_size = kUdp64Frame;  // udp_stream_64's frames
-  uint32_t lazy_recycle = NetperfConfig{}.lazy_recycle;
-  uint32_t lazy_flush = NetperfConfig{}.lazy_flush;
-  // lazy: which buffers are recycled (receive, transmit, both).
-  bool recycle_rx = true, recycle_tx = true;
-  // A lost frame is written off after this (tcp_stream window, tcp_rr
-  // timeout); above twice vxlate-switch's 100 ms MISS retry (kMissRetry), so
-  // a slow or once-lost miss counts as latency, not loss.
-  std::chrono::milliseconds stall{250};
-  bool json = false;
 };
 
 // What every thread reads.
@@ -496,86 +472,6 @@ class Lane {
   Clock::time_point rr_t0_{};
 };
 
-[[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr,
-               "vxlate-vuload: %s\n"
-               "usage: vxlate-vuload --socket PATH --socket PATH [--mode identity|lazy|strict]\n"
-               "                     [--workload udp_stream_64|tcp_stream|tcp_rr] [--queue-pairs N] [--queue-size N]\n"
-               "                     [--seconds S] [--frame-size N] [--lazy-recycle N] [--lazy-flush N]\n"
-               "                     [--recycle both|rx|tx] [--timeout-ms N] [--json]\n",
-               msg);
-  std::exit(2);
-}
-
-unsigned long parse_uint(const char* opt, const char* v, unsigned long max) {
-  return vxlate::load::parse_uint(opt, v, max, usage);
-}
-
-Config parse(int argc, char** argv) {
-  Config c;
-  int sockets = 0;
-  bool frame_size = false;
-  bool recycle = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) usage((std::string(a) + " needs a value").c_str());
-      return argv[++i];
-    };
-    if (a == "--socket") {
-      if (sockets == 2) usage("exactly two --socket");
-      c.sockets[sockets++] = value();
-    } else if (a == "--mode") {
-      if (!parse_mode(value(), &c.mode)) usage("unknown mode");
-    } else if (a == "--workload") {
-      if (!parse_workload(value(), &c.workload)) usage("unknown workload");
-    } else if (a == "--queue-pairs") {
-      c.queue_pairs = static_cast<uint16_t>(parse_uint("--queue-pairs", value(), 64));
-    } else if (a == "--queue-size") {
-      c.queue_size = static_cast<uint32_t>(parse_uint("--queue-size", value(), 4096));
-      if ((c.queue_size & (c.queue_size - 1)) != 0 || c.queue_size < 2 * VhostUserFrontend::kMaxBurst)
-        usage("--queue-size must be a power of two >= 128");
-    } else if (a == "--seconds") {
-      const char* v = value();
-      char* end = nullptr;
-      c.seconds = std::strtod(v, &end);
-      if (end == v || *end != '\0' || !(c.seconds > 0) || c.seconds > 3600) usage("bad value for --seconds");
-    } else if (a == "--frame-size") {
-      c.frame_size = static_cast<uint32_t>(parse_uint("--frame-size", value(), UINT32_MAX));
-      if (c.frame_size < kMinFrame || c.frame_size > kMaxFrame) usage("--frame-size must be 60..1514 (bytes, no FCS)");
-      frame_size = true;
-    } else if (a == "--lazy-recycle") {
-      c.lazy_recycle = static_cast<uint32_t>(parse_uint("--lazy-recycle", value(), 1u << 20));
-    } else if (a == "--lazy-flush") {
-      c.lazy_flush = static_cast<uint32_t>(parse_uint("--lazy-flush", value(), 4096));
-    } else if (a == "--recycle") {
-      const std::string_view v = value();
-      if (v != "both" && v != "rx" && v != "tx") usage("--recycle takes both, rx or tx");
-      c.recycle_rx = v != "tx";
-      c.recycle_tx = v != "rx";
-      recycle = true;
-    } else if (a == "--timeout-ms") {
-      c.stall = std::chrono::milliseconds(parse_uint("--timeout-ms", value(), 60000));
-    } else if (a == "--json") {
-      c.json = true;
-    } else if (a == "--help" || a == "-h") {
-      usage("vhost-user front-end load with a vIOMMU");
-    } else {
-      usage((std::string("unknown option ") + argv[i]).c_str());
-    }
-  }
-  if (sockets != 2) usage("exactly two --socket (the back end cross-connects them)");
-  if (frame_size && c.workload != Workload::kUdpStream64) usage("--frame-size is for udp_stream_64 only");
-  if (recycle && c.mode != Mode::kLazy) usage("--recycle is for --mode lazy only (strict recycles every buffer)");
-  return c;
-}
-
-// Which buffers are recycled: lazy mode recycles both sides or one (--recycle), strict every one.
-const char* recycle_name(const Config& c) {
-  if (c.mode != Mode::kLazy) return c.mode == Mode::kStrict ? "every" : "none";
-  return c.recycle_rx && c.recycle_tx ? "both" : c.recycle_rx ? "rx" : "tx";
-}
-
 // The q-quantile of v in microseconds (reorders v).
 template <typename T>
 double quantile_us(std::vector<T>& v, double q) {
@@ -583,16 +479,6 @@ double quantile_us(std::vector<T>& v, double q) {
   const size_t k = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
   return static_cast<double>(v[k]) / 1000.0;
-}
-
-// The size of the workload's data frames (udp_stream_64: --frame-size).
-uint32_t data_frame_bytes(const Config& c) {
-  switch (c.workload) {
-    case Workload::kUdpStream64: return c.frame_size;
-    case Workload::kTcpStream: return kMssFrame;
-    case Workload::kTcpRr: return kRrFrame;
-  }
-  return 0;
 }
 
 struct Totals {
@@ -608,6 +494,101 @@ Totals totals(const std::vector<std::unique_ptr<Lane>>& lanes) {
     t.transactions += l->transactions.load(std::memory_order_relaxed);
   }
   return t;
+}
+
+// The figures of a finished run, as text (and with --json one JSON object as
+// the last line) on stdout; returns the exit status: 0 when clean, 1 when a
+// frame was malformed, a ring error was seen or the back end refused an
+// UPDATE or INVALIDATE. `at_deadline`: the totals when sending stopped;
+// `seconds`: the sending time.
+int report(const Config& cfg, const std::vector<std::unique_ptr<Lane>>& lanes,
+           const std::unique_ptr<VhostUserFrontend> (&fes)[2], const Totals& at_deadline, double seconds,
+           bool drained) {
+  const Totals fin = totals(lanes);
+  uint64_t bad = 0, stray = 0, rr_timeouts = 0, window_resets = 0, tx_full = 0, rx_errors = 0;
+  uint64_t a_sent = 0, b_received = 0;
+  std::vector<uint32_t> rtts;
+  for (size_t i = 0; i < lanes.size(); ++i) {
+    const Lane& l = *lanes[i];
+    bad += l.bad;
+    stray += l.stray;
+    rr_timeouts += l.rr_timeouts;
+    window_resets += l.window_resets;
+    rtts.insert(rtts.end(), l.rtt_ns.begin(), l.rtt_ns.end());
+    const int side = i < cfg.queue_pairs ? 0 : 1;
+    const auto& ps = fes[side]->pair_stats(static_cast<uint16_t>(i % cfg.queue_pairs));
+    tx_full += ps.tx_full;
+    rx_errors += ps.rx_errors;
+    if (side == 0) a_sent += l.sent.load(std::memory_order_relaxed);
+    if (side == 1) b_received += l.received.load(std::memory_order_relaxed);
+  }
+  uint64_t misses = 0, answered = 0, unanswered = 0, updates = 0, update_nacks = 0, invalidates = 0, inval_nacks = 0;
+  std::vector<uint64_t> inval_ns, update_ns;
+  for (auto& fe : fes) {
+    const auto& s = fe->stats();
+    misses += s.misses;
+    answered += s.misses_answered;
+    unanswered += s.misses_unanswered();
+    updates += s.updates;
+    update_nacks += s.update_nacks;
+    invalidates += s.invalidates;
+    inval_nacks += s.invalidate_nacks;
+    inval_ns.insert(inval_ns.end(), s.invalidate_ack_ns.begin(), s.invalidate_ack_ns.end());
+    update_ns.insert(update_ns.end(), s.update_ack_ns.begin(), s.update_ack_ns.end());
+  }
+  const uint64_t drops = fin.sent > fin.received ? fin.sent - fin.received : 0;
+  const double inval_p50 = quantile_us(inval_ns, 0.50), inval_p99 = quantile_us(inval_ns, 0.99);
+  const double update_p50 = quantile_us(update_ns, 0.50), update_p99 = quantile_us(update_ns, 0.99);
+  const double rtt_p50 = quantile_us(rtts, 0.50), rtt_p99 = quantile_us(rtts, 0.99);
+  const double tx_pps = seconds > 0 ? double(at_deadline.sent) / seconds : 0;
+  const double rx_pps = seconds > 0 ? double(at_deadline.received) / seconds : 0;
+  const double tps = seconds > 0 ? double(at_deadline.transactions) / seconds : 0;
+  const bool clean = bad == 0 && rx_errors == 0 && inval_nacks == 0 && update_nacks == 0;
+
+  std::printf("%s %s qp=%u %.2f s: sent %.0f/s received %.0f/s (A->B sent %llu, received on B %llu)\n",
+              to_string(cfg.workload), to_string(cfg.mode), unsigned{cfg.queue_pairs}, seconds, tx_pps, rx_pps,
+              static_cast<unsigned long long>(a_sent), static_cast<unsigned long long>(b_received));
+  std::printf("  frames sent %llu received %llu drops %llu%s (bad %llu, stray %llu, ring full %llu)\n",
+              static_cast<unsigned long long>(fin.sent), static_cast<unsigned long long>(fin.received),
+              static_cast<unsigned long long>(drops), drained ? "" : " (drain incomplete)",
+              static_cast<unsigned long long>(bad), static_cast<unsigned long long>(stray),
+              static_cast<unsigned long long>(tx_full));
+  if (cfg.mode != Mode::kIdentity)
+    std::printf("  misses %llu answered %llu unanswered %llu, updates %llu (ack p50 %.1f us p99 %.1f us), "
+                "invalidates %llu (ack p50 %.1f us p99 %.1f us), nacks %llu\n",
+                static_cast<unsigned long long>(misses), static_cast<unsigned long long>(answered),
+                static_cast<unsigned long long>(unanswered), static_cast<unsigned long long>(updates), update_p50,
+                update_p99, static_cast<unsigned long long>(invalidates), inval_p50, inval_p99,
+                static_cast<unsigned long long>(update_nacks + inval_nacks));
+  if (cfg.workload == Workload::kTcpRr)
+    std::printf("  transactions %.0f/s, rtt p50 %.1f us p99 %.1f us, timeouts %llu\n", tps, rtt_p50, rtt_p99,
+                static_cast<unsigned long long>(rr_timeouts));
+  if (cfg.workload == Workload::kTcpStream)
+    std::printf("  window resets %llu\n", static_cast<unsigned long long>(window_resets));
+  if (cfg.json)
+    std::printf("{\"tool\":\"vxlate-vuload\",\"workload\":\"%s\",\"mode\":\"%s\",\"queue_pairs\":%u,\"queue_size\":%u,"
+                "\"frame_size\":%u,\"recycle\":\"%s\","
+                "\"seconds\":%.3f,\"tx_frames\":%llu,\"rx_frames\":%llu,\"tx_pps\":%.0f,\"rx_pps\":%.0f,"
+                "\"drops\":%llu,\"drained\":%s,\"bad_frames\":%llu,\"stray_frames\":%llu,\"tx_ring_full\":%llu,"
+                "\"misses\":%llu,\"misses_answered\":%llu,\"misses_unanswered\":%llu,\"updates\":%llu,"
+                "\"update_ack_p50_us\":%.2f,\"update_ack_p99_us\":%.2f,\"invalidates\":%llu,"
+                "\"invalidate_ack_p50_us\":%.2f,\"invalidate_ack_p99_us\":%.2f,\"nacks\":%llu,"
+                "\"rr_tps\":%.0f,\"rr_p50_us\":%.2f,\"rr_p99_us\":%.2f,\"rr_timeouts\":%llu,\"window_resets\":%llu,"
+                "\"clean\":%s}\n",
+                to_string(cfg.workload), to_string(cfg.mode), unsigned{cfg.queue_pairs}, cfg.queue_size,
+                data_frame_bytes(cfg), recycle_name(cfg), seconds,
+                static_cast<unsigned long long>(fin.sent), static_cast<unsigned long long>(fin.received), tx_pps,
+                rx_pps, static_cast<unsigned long long>(drops), drained ? "true" : "false",
+                static_cast<unsigned long long>(bad), static_cast<unsigned long long>(stray),
+                static_cast<unsigned long long>(tx_full), static_cast<unsigned long long>(misses),
+                static_cast<unsigned long long>(answered), static_cast<unsigned long long>(unanswered),
+                static_cast<unsigned long long>(updates), update_p50, update_p99,
+                static_cast<unsigned long long>(invalidates), inval_p50, inval_p99,
+                static_cast<unsigned long long>(update_nacks + inval_nacks), tps, rtt_p50, rtt_p99,
+                static_cast<unsigned long long>(rr_timeouts), static_cast<unsigned long long>(window_resets),
+                clean ? "true" : "false");
+  std::fflush(stdout);
+  return clean ? 0 : 1;
 }
 
 }  // namespace
@@ -757,90 +738,5 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // The figures.
-  const Totals fin = totals(lanes);
-  uint64_t bad = 0, stray = 0, rr_timeouts = 0, window_resets = 0, tx_full = 0, rx_errors = 0;
-  uint64_t a_sent = 0, b_received = 0;
-  std::vector<uint32_t> rtts;
-  for (size_t i = 0; i < lanes.size(); ++i) {
-    const Lane& l = *lanes[i];
-    bad += l.bad;
-    stray += l.stray;
-    rr_timeouts += l.rr_timeouts;
-    window_resets += l.window_resets;
-    rtts.insert(rtts.end(), l.rtt_ns.begin(), l.rtt_ns.end());
-    const int side = i < cfg.queue_pairs ? 0 : 1;
-    const auto& ps = fes[side]->pair_stats(static_cast<uint16_t>(i % cfg.queue_pairs));
-    tx_full += ps.tx_full;
-    rx_errors += ps.rx_errors;
-    if (side == 0) a_sent += l.sent.load(std::memory_order_relaxed);
-    if (side == 1) b_received += l.received.load(std::memory_order_relaxed);
-  }
-  uint64_t misses = 0, answered = 0, unanswered = 0, updates = 0, update_nacks = 0, invalidates = 0, inval_nacks = 0;
-  std::vector<uint64_t> inval_ns, update_ns;
-  for (auto& fe : fes) {
-    const auto& s = fe->stats();
-    misses += s.misses;
-    answered += s.misses_answered;
-    unanswered += s.misses_unanswered();
-    updates += s.updates;
-    update_nacks += s.update_nacks;
-    invalidates += s.invalidates;
-    inval_nacks += s.invalidate_nacks;
-    inval_ns.insert(inval_ns.end(), s.invalidate_ack_ns.begin(), s.invalidate_ack_ns.end());
-    update_ns.insert(update_ns.end(), s.update_ack_ns.begin(), s.update_ack_ns.end());
-  }
-  const uint64_t drops = fin.sent > fin.received ? fin.sent - fin.received : 0;
-  const double inval_p50 = quantile_us(inval_ns, 0.50), inval_p99 = quantile_us(inval_ns, 0.99);
-  const double update_p50 = quantile_us(update_ns, 0.50), update_p99 = quantile_us(update_ns, 0.99);
-  const double rtt_p50 = quantile_us(rtts, 0.50), rtt_p99 = quantile_us(rtts, 0.99);
-  const double tx_pps = seconds > 0 ? double(at_deadline.sent) / seconds : 0;
-  const double rx_pps = seconds > 0 ? double(at_deadline.received) / seconds : 0;
-  const double tps = seconds > 0 ? double(at_deadline.transactions) / seconds : 0;
-  const bool clean = bad == 0 && rx_errors == 0 && inval_nacks == 0 && update_nacks == 0;
-
-  std::printf("%s %s qp=%u %.2f s: sent %.0f/s received %.0f/s (A->B sent %llu, received on B %llu)\n",
-              to_string(cfg.workload), to_string(cfg.mode), unsigned{cfg.queue_pairs}, seconds, tx_pps, rx_pps,
-              static_cast<unsigned long long>(a_sent), static_cast<unsigned long long>(b_received));
-  std::printf("  frames sent %llu received %llu drops %llu%s (bad %llu, stray %llu, ring full %llu)\n",
-              static_cast<unsigned long long>(fin.sent), static_cast<unsigned long long>(fin.received),
-              static_cast<unsigned long long>(drops), drained ? "" : " (drain incomplete)",
-              static_cast<unsigned long long>(bad), static_cast<unsigned long long>(stray),
-              static_cast<unsigned long long>(tx_full));
-  if (iommu)
-    std::printf("  misses %llu answered %llu unanswered %llu, updates %llu (ack p50 %.1f us p99 %.1f us), "
-                "invalidates %llu (ack p50 %.1f us p99 %.1f us), nacks %llu\n",
-                static_cast<unsigned long long>(misses), static_cast<unsigned long long>(answered),
-                static_cast<unsigned long long>(unanswered), static_cast<unsigned long long>(updates), update_p50,
-                update_p99, static_cast<unsigned long long>(invalidates), inval_p50, inval_p99,
-                static_cast<unsigned long long>(update_nacks + inval_nacks));
-  if (cfg.workload == Workload::kTcpRr)
-    std::printf("  transactions %.0f/s, rtt p50 %.1f us p99 %.1f us, timeouts %llu\n", tps, rtt_p50, rtt_p99,
-                static_cast<unsigned long long>(rr_timeouts));
-  if (cfg.workload == Workload::kTcpStream)
-    std::printf("  window resets %llu\n", static_cast<unsigned long long>(window_resets));
-  if (cfg.json)
-    std::printf("{\"tool\":\"vxlate-vuload\",\"workload\":\"%s\",\"mode\":\"%s\",\"queue_pairs\":%u,\"queue_size\":%u,"
-                "\"frame_size\":%u,\"recycle\":\"%s\","
-                "\"seconds\":%.3f,\"tx_frames\":%llu,\"rx_frames\":%llu,\"tx_pps\":%.0f,\"rx_pps\":%.0f,"
-                "\"drops\":%llu,\"drained\":%s,\"bad_frames\":%llu,\"stray_frames\":%llu,\"tx_ring_full\":%llu,"
-                "\"misses\":%llu,\"misses_answered\":%llu,\"misses_unanswered\":%llu,\"updates\":%llu,"
-                "\"update_ack_p50_us\":%.2f,\"update_ack_p99_us\":%.2f,\"invalidates\":%llu,"
-                "\"invalidate_ack_p50_us\":%.2f,\"invalidate_ack_p99_us\":%.2f,\"nacks\":%llu,"
-                "\"rr_tps\":%.0f,\"rr_p50_us\":%.2f,\"rr_p99_us\":%.2f,\"rr_timeouts\":%llu,\"window_resets\":%llu,"
-                "\"clean\":%s}\n",
-                to_string(cfg.workload), to_string(cfg.mode), unsigned{cfg.queue_pairs}, cfg.queue_size,
-                data_frame_bytes(cfg), recycle_name(cfg), seconds,
-                static_cast<unsigned long long>(fin.sent), static_cast<unsigned long long>(fin.received), tx_pps,
-                rx_pps, static_cast<unsigned long long>(drops), drained ? "true" : "false",
-                static_cast<unsigned long long>(bad), static_cast<unsigned long long>(stray),
-                static_cast<unsigned long long>(tx_full), static_cast<unsigned long long>(misses),
-                static_cast<unsigned long long>(answered), static_cast<unsigned long long>(unanswered),
-                static_cast<unsigned long long>(updates), update_p50, update_p99,
-                static_cast<unsigned long long>(invalidates), inval_p50, inval_p99,
-                static_cast<unsigned long long>(update_nacks + inval_nacks), tps, rtt_p50, rtt_p99,
-                static_cast<unsigned long long>(rr_timeouts), static_cast<unsigned long long>(window_resets),
-                clean ? "true" : "false");
-  std::fflush(stdout);
-  return clean ? 0 : 1;
+  return report(cfg, lanes, fes, at_deadline, seconds, drained);
 }
