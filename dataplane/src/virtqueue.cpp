@@ -32,10 +32,11 @@ Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept
       cfg_(cfg),
       max_descs_(cfg.max_chain_descs == 0 ? kMaxChainDescs : std::min(cfg.max_chain_descs, kMaxChainDescs)) {}
 
-Status Virtqueue::translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out,
-                                    size_t* n) noexcept {
+Status Virtqueue::translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out, size_t* n,
+                                    bool table) noexcept {
   engine::FaultEvent fault{};
-  const Status st = burst_.iova_to_hva(addr, len, access, out, n, &fault);
+  const Status st = table ? burst_.table_to_hva(addr, len, out, n, &fault)
+                          : burst_.iova_to_hva(addr, len, access, out, n, &fault);
   if (st == Status::kFault && collecting_) {
     if (ncollected_ < collect_.size()) collect_[ncollected_++] = Miss{fault.address, access};
     return st;

@@ -365,14 +365,14 @@ class Virtqueue {
   // translate() of an indirect table: through the burst's table memo
   // (Device::Burst::table_to_hva) where translate() would use its page memo.
   Status translate_table(uint64_t addr, uint64_t len, std::span<engine::Segment> out, size_t* n) noexcept {
-    if (cfg_.access_platform && !cfg_.hold_on_miss) {
-      ++stats_.translations;
-      return burst_.table_to_hva(addr, len, out, n);
-    }
-    return translate(addr, len, pagetable::kPermRead, out, n);
+    if (!cfg_.access_platform) return translate(addr, len, pagetable::kPermRead, out, n);
+    ++stats_.translations;
+    if (!cfg_.hold_on_miss) return burst_.table_to_hva(addr, len, out, n);
+    return translate_holding(addr, len, pagetable::kPermRead, out, n, true);
   }
-  Status translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out,
-                           size_t* n) noexcept;
+  // `table`: an indirect table, through the table memo.
+  Status translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<engine::Segment> out, size_t* n,
+                           bool table = false) noexcept;
   // What the kept ring translations depend on (see begin()).
   engine::Device::Burst::Stamp current_stamp() const noexcept {
     if (cfg_.access_platform) return burst_.stamp();
