@@ -226,7 +226,7 @@ TEST_F(TranslateTest, BurstForgetsItsPagesOnceAnInvalidationApplies) {
   EXPECT_EQ(seg.addr, 0x7f0000000100u);
   b.end();
   const Device::Burst::Stamp before = b.stamp();
-  b.begin(*dev_, id_, EndpointId{7});  // nothing changed: both pages kept
+  b.begin(*dev_, id_, EndpointId{7});  // nothing changed: the stamp stands, the memos stay
   EXPECT_EQ(b.stamp(), before);
   ASSERT_EQ(b.table_to_hva(0x10200, 32, {&seg, 1}, &n), Status::kOk);
   EXPECT_EQ(seg.addr, 0x7f0000000200u);

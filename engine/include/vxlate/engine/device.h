@@ -225,14 +225,7 @@ class Device {
     // memory table).
     Status iova_to_hva(uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs, size_t* nsegs,
                        FaultEvent* fault = nullptr) noexcept {
-      uint64_t hva = 0;
-      if (!segs.empty() && fast_path<true>(page_, iova, len, access, &hva)) [[likely]] {
-        if (stamp_.mode == kTranslate) view_.count_hit();
-        segs[0] = Segment{hva, len};
-        *nsegs = 1;
-        return Status::kOk;
-      }
-      return iova_to_hva_slow(iova, len, access, segs, nsegs, fault);
+      return translate(page_, iova, len, access, segs, nsegs, fault);
     }
     // iova_to_hva() of an indirect table (read access): the same result, with
     // the table's page remembered apart from the buffers' (peek_table()'s
@@ -241,14 +234,7 @@ class Device {
     // instead of a probe.
     Status table_to_hva(uint64_t iova, uint64_t len, std::span<Segment> segs, size_t* nsegs,
                         FaultEvent* fault = nullptr) noexcept {
-      uint64_t hva = 0;
-      if (!segs.empty() && fast_path<true>(table_page_, iova, len, pagetable::kPermRead, &hva)) [[likely]] {
-        if (stamp_.mode == kTranslate) view_.count_hit();
-        segs[0] = Segment{hva, len};
-        *nsegs = 1;
-        return Status::kOk;
-      }
-      return iova_to_hva_slow(iova, len, pagetable::kPermRead, segs, nsegs, fault);
+      return translate(table_page_, iova, len, pagetable::kPermRead, segs, nsegs, fault);
     }
     // A hint, for prefetching what a later translation of this burst will
     // read: the host address of [iova, iova + len) (one page, in the last
@@ -292,6 +278,18 @@ class Device {
     // `memo` holds: page_ or table_page_), and in the last memory region this
     // burst used; `remember`: an IOTLB hit becomes `memo`.
     struct PageMemo;
+    // iova_to_hva() through `memo` (page_ or table_page_).
+    Status translate(PageMemo& memo, uint64_t iova, uint64_t len, uint8_t access, std::span<Segment> segs,
+                     size_t* nsegs, FaultEvent* fault) noexcept {
+      uint64_t hva = 0;
+      if (!segs.empty() && fast_path<true>(memo, iova, len, access, &hva)) [[likely]] {
+        if (stamp_.mode == kTranslate) view_.count_hit();
+        segs[0] = Segment{hva, len};
+        *nsegs = 1;
+        return Status::kOk;
+      }
+      return iova_to_hva_slow(iova, len, access, segs, nsegs, fault);
+    }
     template <bool remember>
     bool fast_path(PageMemo& memo, uint64_t iova, uint64_t len, uint8_t access, uint64_t* hva) noexcept {
       constexpr uint64_t kOffsetMask = pagetable::kPageSize - 1;
