@@ -41,16 +41,19 @@ GuestQp::GuestQp(RunState& r, uint16_t q) : run(r), qp(q) {
   const uint32_t ntx = c.queue_size + spare, nrx = c.queue_size + spare;
   const uint64_t iova_base = (uint64_t{qp} + 1) << 32;  // above the x86 MSI window
   iovas = std::make_unique<IovaAlloc>(iova_base, 4 * (ntx + nrx) + 4 * spare, kPage);
-  auto make = [&](std::vector<Buf>& bufs, std::vector<uint32_t>& free_list, uint32_t n) {
+  auto make = [&](LineVector<Buf>& bufs, uint32_t n) {
     bufs.resize(n);
     for (uint32_t i = 0; i < n; ++i) {
       bufs[i].gpa = run.mem.alloc(kPage, kPage);
       bufs[i].addr = bufs[i].gpa;
-      free_list.push_back(i);
     }
   };
-  make(tx, tx_free, ntx);
-  make(rx, rx_free, nrx);
+  make(tx, ntx);
+  make(rx, nrx);
+  for (uint32_t i = 0; i < ntx; ++i) tx_free.push_back(i);
+  for (uint32_t i = 0; i < nrx; ++i) rx_free.push_back(i);
+  rx_batch.reserve(c.queue_size);
+  tx_batch.reserve(std::max<uint32_t>(c.strict_batch, kMaxNetBurst));
   if (c.workload == Workload::kTcpRr) rtt_cycles.reserve(kMaxRttSamples);
 }
 
@@ -84,7 +87,7 @@ Status GuestQp::sync_locked() {
   return st;
 }
 
-void GuestQp::lazy_recycle(std::vector<uint32_t>& parked, std::vector<Buf>& bufs, uint32_t slot, uint8_t perm) {
+void GuestQp::lazy_recycle(LineVector<uint32_t>& parked, LineVector<Buf>& bufs, uint32_t slot, uint8_t perm) {
   // The buffer moves to a new IOVA: UNMAP queued (not waited for), the old
   // IOVA held until the flush, the new MAP queued; the slot waits for the flush.
   std::lock_guard lock(run.iommu_lock);
@@ -106,7 +109,7 @@ void GuestQp::lazy_recycle(std::vector<uint32_t>& parked, std::vector<Buf>& bufs
   parked.push_back(slot);
 }
 
-uint32_t GuestQp::take(std::vector<uint32_t>& free_list) {
+uint32_t GuestQp::take(LineVector<uint32_t>& free_list) {
   if (run.cfg.random_buffers) {
     rng ^= rng << 13;
     rng ^= rng >> 7;
@@ -132,7 +135,7 @@ void GuestQp::lazy_flush() {
   rx_parked.clear();
 }
 
-void GuestQp::strict_unmap(std::vector<uint32_t>& slots, std::vector<Buf>& bufs, std::vector<uint32_t>& free_list,
+void GuestQp::strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, LineVector<uint32_t>& free_list,
                            bool rx_side) {
   if (slots.empty()) return;
   {
@@ -210,7 +213,7 @@ void GuestQp::process_rx(uint32_t s, uint32_t used_len) {
 void GuestQp::reap_rx() {
   uint64_t slot = 0;
   uint32_t len = 0;
-  std::vector<uint32_t>& done = rx_done;
+  LineVector<uint32_t>& done = rx_done;
   while (rxq->get_used(&slot, &len)) {
     const uint32_t s = static_cast<uint32_t>(slot);
     ++completions;
@@ -240,7 +243,8 @@ void GuestQp::reap_rx() {
 
 void GuestQp::refill_rx() {
   static const std::vector<uint8_t> poison(kPage, kPoison);
-  std::vector<uint32_t> batch;
+  LineVector<uint32_t>& batch = rx_batch;
+  batch.clear();
   while (!rx_free.empty() && rxq->free_count() > 0 && batch.size() < run.cfg.queue_size) {
     const uint32_t s = take(rx_free);
     if (rx[s].poisoned) {
@@ -268,7 +272,8 @@ void GuestQp::send() {
   const Workload w = c.workload;
   // Transmit chains: one indirect descriptor, or two direct ones.
   const uint32_t per_frame = c.indirect ? 1 : 2;
-  std::vector<std::pair<uint32_t, uint32_t>> batch;  // (slot, frame length)
+  LineVector<std::pair<uint32_t, uint32_t>>& batch = tx_batch;  // (slot, frame length)
+  batch.clear();
   const uint32_t limit = c.mode == Mode::kStrict ? c.strict_batch : kMaxNetBurst;
   while (batch.size() < limit && !tx_free.empty() && txq->free_count() >= per_frame * (batch.size() + 1)) {
     if (c.packets != 0 && packets.load(std::memory_order_relaxed) + batch.size() >= c.packets) break;

@@ -48,7 +48,7 @@ class IovaAlloc {
   void put(uint64_t iova) { free_.push_back(iova); }
 
  private:
-  std::vector<uint64_t> free_;
+  LineVector<uint64_t> free_;
 };
 
 // One guest buffer: a page of guest memory and its current device address.
@@ -58,7 +58,9 @@ struct Buf {
   bool poisoned = false;  // strict: poisoned after its UNMAP completed
 };
 
-struct GuestQp {
+// alignas(64): its fields, which the owner writes on every pass, share no line
+// with a neighbour (see LineAllocator, which its arrays use too).
+struct alignas(64) GuestQp {
   // Setup only.
   GuestQp(RunState& run, uint16_t qp);
   // Setup only, before the device lcore runs: maps the rings and, in lazy
@@ -80,14 +82,18 @@ struct GuestQp {
   RunState& run;
   uint16_t qp;
   std::unique_ptr<DriverQueue> rxq, txq;
-  std::vector<Buf> tx, rx;
-  std::vector<uint32_t> tx_free, rx_free;             // slots ready for use
-  std::vector<uint32_t> tx_parked, rx_parked;         // lazy: moved, waiting for the flush
-  std::vector<uint64_t> stale_iovas;                  // lazy: freed at the next flush
+  LineVector<Buf> tx, rx;
+  LineVector<uint32_t> tx_free, rx_free;              // slots ready for use
+  LineVector<uint32_t> tx_parked, rx_parked;          // lazy: moved, waiting for the flush
+  LineVector<uint64_t> stale_iovas;                   // lazy: freed at the next flush
   uint64_t rng = 0x9e3779b97f4a7c15;                   // random_buffers: xorshift64 state
   uint64_t spare_iova = 0;                            // lazy, !lazy_move: the mapped spare IOVA
-  std::vector<uint32_t> tx_done, rx_done;             // strict: completed, to unmap
-  std::vector<std::pair<uint32_t, uint32_t>> rx_pending;  // strict: (slot, len) to process after the unmap
+  LineVector<uint32_t> tx_done, rx_done;              // strict: completed, to unmap
+  LineVector<std::pair<uint32_t, uint32_t>> rx_pending;  // strict: (slot, len) to process after the unmap
+  // One pass's receive refills and transmit frames (slot, frame length),
+  // reserved once: nothing is allocated while the guest runs.
+  LineVector<uint32_t> rx_batch;
+  LineVector<std::pair<uint32_t, uint32_t>> tx_batch;
   std::unique_ptr<IovaAlloc> iovas;
   uint64_t completions = 0;
   uint32_t seq = 0;            // next frame's sequence number
@@ -122,11 +128,11 @@ struct GuestQp {
   void send();
   void post_tx(uint32_t slot, uint32_t frame_len);
   void map_coherent(DriverQueue& q, uint64_t iova);
-  void lazy_recycle(std::vector<uint32_t>& parked, std::vector<Buf>& bufs, uint32_t slot, uint8_t perm);
+  void lazy_recycle(LineVector<uint32_t>& parked, LineVector<Buf>& bufs, uint32_t slot, uint8_t perm);
   void lazy_flush();
   // Takes a buffer off a non-empty free list: the last one, or a random one (random_buffers).
-  uint32_t take(std::vector<uint32_t>& free_list);
-  void strict_unmap(std::vector<uint32_t>& slots, std::vector<Buf>& bufs, std::vector<uint32_t>& free_list,
+  uint32_t take(LineVector<uint32_t>& free_list);
+  void strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, LineVector<uint32_t>& free_list,
                     bool rx_side);
   // Syncs the IommuDriver (iommu_lock held), counting the wait as sync time.
   Status sync_locked();
