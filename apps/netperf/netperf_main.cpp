@@ -21,8 +21,9 @@
 // of its own where there are enough; --lazy-move 0 keeps each recycled
 // buffer at its IOVA and sends the recycle's UNMAP and MAP for a spare IOVA
 // instead (NetperfConfig::lazy_move: what the requests cost without the move);
-// --random-buffers has the driver take a random free buffer, not the last one
-// freed, so the frames the device reads lie at no constant stride;
+// --random-buffers has the driver take a random free buffer, not the last
+// transmit buffer freed nor the next receive buffer in address order, so the
+// frames the device reads and writes lie at no constant stride;
 // --request-batch N (default 16; 1: off) and --request-wait-us U (default
 // 1000) set how the device lcore, while busy with frames, holds virtio-iommu
 // requests for batching (NetperfConfig::request_batch);

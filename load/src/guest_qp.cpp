@@ -41,6 +41,7 @@ GuestQp::GuestQp(RunState& r, uint16_t q) : run(r), qp(q) {
   const uint32_t ntx = c.queue_size + spare, nrx = c.queue_size + spare;
   const uint64_t iova_base = (uint64_t{qp} + 1) << 32;  // above the x86 MSI window
   iovas = std::make_unique<IovaAlloc>(iova_base, 4 * (ntx + nrx) + 4 * spare, kPage);
+  // In address order, slot by slot (the receive free list relies on it).
   auto make = [&](LineVector<Buf>& bufs, uint32_t n) {
     bufs.resize(n);
     for (uint32_t i = 0; i < n; ++i) {
@@ -51,7 +52,8 @@ GuestQp::GuestQp(RunState& r, uint16_t q) : run(r), qp(q) {
   make(tx, ntx);
   make(rx, nrx);
   for (uint32_t i = 0; i < ntx; ++i) tx_free.push_back(i);
-  for (uint32_t i = 0; i < nrx; ++i) rx_free.push_back(i);
+  rx_free.reset(nrx, c.random_buffers);
+  for (uint32_t i = 0; i < nrx; ++i) rx_free.put(i);
   rx_batch.reserve(c.queue_size);
   tx_batch.reserve(std::max<uint32_t>(c.strict_batch, kMaxNetBurst));
   if (c.workload == Workload::kTcpRr) rtt_cycles.reserve(kMaxRttSamples);
@@ -109,15 +111,17 @@ void GuestQp::lazy_recycle(LineVector<uint32_t>& parked, LineVector<Buf>& bufs, 
   parked.push_back(slot);
 }
 
-uint32_t GuestQp::take(LineVector<uint32_t>& free_list) {
-  if (run.cfg.random_buffers) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    std::swap(free_list.back(), free_list[rng % free_list.size()]);
-  }
-  const uint32_t s = free_list.back();
-  free_list.pop_back();
+uint64_t GuestQp::next_random() {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+uint32_t GuestQp::take_tx() {
+  if (run.cfg.random_buffers) std::swap(tx_free.back(), tx_free[next_random() % tx_free.size()]);
+  const uint32_t s = tx_free.back();
+  tx_free.pop_back();
   return s;
 }
 
@@ -130,13 +134,12 @@ void GuestQp::lazy_flush() {
   for (uint64_t v : stale_iovas) iovas->put(v);
   stale_iovas.clear();
   tx_free.insert(tx_free.end(), tx_parked.begin(), tx_parked.end());
-  rx_free.insert(rx_free.end(), rx_parked.begin(), rx_parked.end());
+  for (uint32_t s : rx_parked) rx_free.put(s);
   tx_parked.clear();
   rx_parked.clear();
 }
 
-void GuestQp::strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, LineVector<uint32_t>& free_list,
-                           bool rx_side) {
+void GuestQp::strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, LineVector<uint32_t>* tx_free_list) {
   if (slots.empty()) return;
   {
     std::lock_guard lock(run.iommu_lock);
@@ -147,10 +150,10 @@ void GuestQp::strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, L
   for (uint32_t s : slots) {
     iovas->put(bufs[s].addr);
     bufs[s].addr = 0;
-    if (!rx_side) {
+    if (tx_free_list != nullptr) {
       std::memset(run.mem.hva(bufs[s].gpa), kPoison, kPage);
       bufs[s].poisoned = true;
-      free_list.push_back(s);
+      tx_free_list->push_back(s);
     }
   }
   slots.clear();
@@ -179,7 +182,7 @@ void GuestQp::reap_tx() {
         break;
     }
   }
-  if (run.cfg.mode == Mode::kStrict) strict_unmap(tx_done, tx, tx_free, false);
+  if (run.cfg.mode == Mode::kStrict) strict_unmap(tx_done, tx, &tx_free);
 }
 
 // One received frame: a tcp_rr response (completes the transaction) or a
@@ -226,16 +229,16 @@ void GuestQp::reap_rx() {
     if (run.cfg.mode == Mode::kLazy && completions % run.cfg.lazy_recycle == 0)
       lazy_recycle(rx_parked, rx, s, engine::kMapFlagWrite);
     else
-      rx_free.push_back(s);
+      rx_free.put(s);
   }
   if (run.cfg.mode == Mode::kStrict && !done.empty()) {
-    strict_unmap(done, rx, rx_free, true);
+    strict_unmap(done, rx, nullptr);
     // Unmapped: read the frame (as the stack does after dma_unmap), then poison.
     for (auto [s, l] : rx_pending) {
       process_rx(s, l);
       std::memset(run.mem.hva(rx[s].gpa), kPoison, kPage);
       rx[s].poisoned = true;
-      rx_free.push_back(s);
+      rx_free.put(s);
     }
     rx_pending.clear();
   }
@@ -246,7 +249,7 @@ void GuestQp::refill_rx() {
   LineVector<uint32_t>& batch = rx_batch;
   batch.clear();
   while (!rx_free.empty() && rxq->free_count() > 0 && batch.size() < run.cfg.queue_size) {
-    const uint32_t s = take(rx_free);
+    const uint32_t s = rx_free.take(run.cfg.random_buffers ? next_random() : 0);
     if (rx[s].poisoned) {
       // The device must not have written this page since its UNMAP completed.
       if (std::memcmp(run.mem.hva(rx[s].gpa), poison.data(), kPage) != 0) ++poison_violations;
@@ -290,7 +293,7 @@ void GuestQp::send() {
       payload = std::min(send_left, kMss);
       send_left -= payload;
     }
-    const uint32_t s = take(tx_free);
+    const uint32_t s = take_tx();
     tx[s].poisoned = false;
     write_frame(run.mem.hva(tx[s].gpa) + kNetHdrSize, w, qp, seq++, payload);
     std::memset(run.mem.hva(tx[s].gpa), 0, kNetHdrSize);

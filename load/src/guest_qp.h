@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "vxlate/common/status.h"
+#include "rx_free_list.h"
 #include "vxlate/load/guest.h"
 
 namespace vxlate::load::detail {
@@ -83,7 +84,8 @@ struct alignas(64) GuestQp {
   uint16_t qp;
   std::unique_ptr<DriverQueue> rxq, txq;
   LineVector<Buf> tx, rx;
-  LineVector<uint32_t> tx_free, rx_free;              // slots ready for use
+  LineVector<uint32_t> tx_free;                       // transmit slots ready for use (LIFO)
+  RxFreeList rx_free;                                 // receive slots ready for use
   LineVector<uint32_t> tx_parked, rx_parked;          // lazy: moved, waiting for the flush
   LineVector<uint64_t> stale_iovas;                   // lazy: freed at the next flush
   uint64_t rng = 0x9e3779b97f4a7c15;                   // random_buffers: xorshift64 state
@@ -130,10 +132,14 @@ struct alignas(64) GuestQp {
   void map_coherent(DriverQueue& q, uint64_t iova);
   void lazy_recycle(LineVector<uint32_t>& parked, LineVector<Buf>& bufs, uint32_t slot, uint8_t perm);
   void lazy_flush();
-  // Takes a buffer off a non-empty free list: the last one, or a random one (random_buffers).
-  uint32_t take(LineVector<uint32_t>& free_list);
-  void strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, LineVector<uint32_t>& free_list,
-                    bool rx_side);
+  // Advances the random_buffers generator (xorshift64).
+  uint64_t next_random();
+  // Takes a transmit buffer off a non-empty free list: the last one, or a
+  // random one (random_buffers).
+  uint32_t take_tx();
+  // Unmaps `slots` (one sync); transmit buffers are poisoned and go back to
+  // tx_free, receive ones are left to the caller (tx_free null).
+  void strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, LineVector<uint32_t>* tx_free_list);
   // Syncs the IommuDriver (iommu_lock held), counting the wait as sync time.
   Status sync_locked();
 };

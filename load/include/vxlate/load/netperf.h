@@ -105,8 +105,11 @@ struct NetperfConfig {
   uint32_t lazy_recycle = 64;    // completions between buffer recycles (lazy)
   uint32_t lazy_flush = 32;      // recycled unmaps per sync (lazy)
   bool random_buffers = false;   // the driver takes a random free buffer instead of the
-                                 // last one freed (LIFO, as SLUB's per-CPU freelists): no
-                                 // constant stride between the frames the device reads
+                                 // last transmit buffer freed (LIFO, as SLUB's per-CPU
+                                 // freelists) or the next receive buffer in address order
+                                 // (as virtio-net carves them from a page frag; see
+                                 // load/src/rx_free_list.h): no constant stride between
+                                 // the frames the device reads and writes
   bool lazy_move = true;         // false: a recycle sends the same UNMAP and MAP for a
                                  // spare IOVA of the same page and the buffer keeps its
                                  // IOVA (requests, syncs and parking without the device
