@@ -36,7 +36,8 @@ GuestQp::GuestQp(RunState& r, uint16_t q) : run(r), qp(q) {
   // A polling driver: no interrupts wanted.
   txq->disable_interrupts();
   rxq->disable_interrupts();
-  // Enough buffers for a full ring plus the ones parked or being unmapped.
+  // Enough buffers for a full ring plus a strict batch being unmapped (the
+  // same pool in every mode).
   const uint32_t spare = std::max(c.lazy_flush, c.strict_batch) + 8;
   const uint32_t ntx = c.queue_size + spare, nrx = c.queue_size + spare;
   const uint64_t iova_base = (uint64_t{qp} + 1) << 32;  // above the x86 MSI window
@@ -89,16 +90,15 @@ Status GuestQp::sync_locked() {
   return st;
 }
 
-void GuestQp::lazy_recycle(LineVector<uint32_t>& parked, LineVector<Buf>& bufs, uint32_t slot, uint8_t perm) {
-  // The buffer moves to a new IOVA: UNMAP queued (not waited for), the old
-  // IOVA held until the flush, the new MAP queued; the slot waits for the flush.
+bool GuestQp::lazy_recycle(Buf& b, uint8_t perm) {
+  if (b.next_addr != 0) return false;  // its last move is not done yet: the next buffer moves
   std::lock_guard lock(run.iommu_lock);
-  Buf& b = bufs[slot];
   if (run.cfg.lazy_move) {
-    run.iommu.add_unmap(kDomain, b.addr, kPage);
-    stale_iovas.push_back(b.addr);
-    b.addr = iovas->get();
-    run.iommu.add_map(kDomain, b.addr, kPage, b.gpa, perm);
+    // The new IOVA's MAP, queued; the buffer keeps its IOVA until a sync has
+    // completed the MAP (lazy_flush()) and moves when next posted (move_if_ready()).
+    b.next_addr = iovas->get();
+    run.iommu.add_map(kDomain, b.next_addr, kPage, b.gpa, perm);
+    moving.push_back(&b);
   } else {
     // The same two requests for a spare IOVA the data path never uses.
     if (spare_iova != 0) {
@@ -108,7 +108,25 @@ void GuestQp::lazy_recycle(LineVector<uint32_t>& parked, LineVector<Buf>& bufs, 
     spare_iova = iovas->get();
     run.iommu.add_map(kDomain, spare_iova, kPage, b.gpa, perm);
   }
-  parked.push_back(slot);
+  ++recycles;
+  return true;
+}
+
+void GuestQp::lazy_complete(Buf& b, uint8_t perm) {
+  if (completions % run.cfg.lazy_recycle == 0) recycle_due = true;
+  if (recycle_due && lazy_recycle(b, perm)) recycle_due = false;
+}
+
+void GuestQp::move_if_ready(Buf& b) {
+  if (!b.next_ready) return;
+  // Free, so no posted descriptor carries its old IOVA: unmapped lazily (the
+  // UNMAP queued, the IOVA reused only after the next sync).
+  std::lock_guard lock(run.iommu_lock);
+  run.iommu.add_unmap(kDomain, b.addr, kPage);
+  stale_iovas.push_back(b.addr);
+  b.addr = b.next_addr;
+  b.next_addr = 0;
+  b.next_ready = false;
 }
 
 uint64_t GuestQp::next_random() {
@@ -126,17 +144,17 @@ uint32_t GuestQp::take_tx() {
 }
 
 void GuestQp::lazy_flush() {
-  if (tx_parked.size() + rx_parked.size() < run.cfg.lazy_flush) return;
+  if (recycles < run.cfg.lazy_flush) return;
   {
     std::lock_guard lock(run.iommu_lock);
     sync_locked();
   }
   for (uint64_t v : stale_iovas) iovas->put(v);
   stale_iovas.clear();
-  tx_free.insert(tx_free.end(), tx_parked.begin(), tx_parked.end());
-  for (uint32_t s : rx_parked) rx_free.put(s);
-  tx_parked.clear();
-  rx_parked.clear();
+  // Every MAP queued so far has completed: the buffers may move.
+  for (Buf* b : moving) b->next_ready = true;
+  moving.clear();
+  recycles = 0;
 }
 
 void GuestQp::strict_unmap(LineVector<uint32_t>& slots, LineVector<Buf>& bufs, LineVector<uint32_t>* tx_free_list) {
@@ -175,10 +193,8 @@ void GuestQp::reap_tx() {
       case Mode::kIdentity: tx_free.push_back(s); break;
       case Mode::kStrict: tx_done.push_back(s); break;
       case Mode::kLazy:
-        if (completions % run.cfg.lazy_recycle == 0)
-          lazy_recycle(tx_parked, tx, s, engine::kMapFlagRead);
-        else
-          tx_free.push_back(s);
+        lazy_complete(tx[s], engine::kMapFlagRead);
+        tx_free.push_back(s);
         break;
     }
   }
@@ -226,10 +242,8 @@ void GuestQp::reap_rx() {
       continue;
     }
     process_rx(s, len);
-    if (run.cfg.mode == Mode::kLazy && completions % run.cfg.lazy_recycle == 0)
-      lazy_recycle(rx_parked, rx, s, engine::kMapFlagWrite);
-    else
-      rx_free.put(s);
+    if (run.cfg.mode == Mode::kLazy) lazy_complete(rx[s], engine::kMapFlagWrite);
+    rx_free.put(s);
   }
   if (run.cfg.mode == Mode::kStrict && !done.empty()) {
     strict_unmap(done, rx, nullptr);
@@ -250,6 +264,7 @@ void GuestQp::refill_rx() {
   batch.clear();
   while (!rx_free.empty() && rxq->free_count() > 0 && batch.size() < run.cfg.queue_size) {
     const uint32_t s = rx_free.take(run.cfg.random_buffers ? next_random() : 0);
+    move_if_ready(rx[s]);
     if (rx[s].poisoned) {
       // The device must not have written this page since its UNMAP completed.
       if (std::memcmp(run.mem.hva(rx[s].gpa), poison.data(), kPage) != 0) ++poison_violations;
@@ -294,6 +309,7 @@ void GuestQp::send() {
       send_left -= payload;
     }
     const uint32_t s = take_tx();
+    move_if_ready(tx[s]);
     tx[s].poisoned = false;
     write_frame(run.mem.hva(tx[s].gpa) + kNetHdrSize, w, qp, seq++, payload);
     std::memset(run.mem.hva(tx[s].gpa), 0, kNetHdrSize);

@@ -55,8 +55,10 @@ class IovaAlloc {
 // One guest buffer: a page of guest memory and its current device address.
 struct Buf {
   uint64_t gpa = 0;
-  uint64_t addr = 0;      // what the descriptor carries (IOVA or GPA)
-  bool poisoned = false;  // strict: poisoned after its UNMAP completed
+  uint64_t addr = 0;        // what the descriptor carries (IOVA or GPA)
+  uint64_t next_addr = 0;   // lazy: the IOVA it moves to (its MAP queued), or 0
+  bool next_ready = false;  // lazy: next_addr's MAP completed; moves when next posted
+  bool poisoned = false;    // strict: poisoned after its UNMAP completed
 };
 
 // alignas(64): its fields, which the owner writes on every pass, share no line
@@ -86,7 +88,9 @@ struct alignas(64) GuestQp {
   LineVector<Buf> tx, rx;
   LineVector<uint32_t> tx_free;                       // transmit slots ready for use (LIFO)
   RxFreeList rx_free;                                 // receive slots ready for use
-  LineVector<uint32_t> tx_parked, rx_parked;          // lazy: moved, waiting for the flush
+  LineVector<Buf*> moving;                            // lazy: MAPs of new IOVAs not synced yet
+  uint32_t recycles = 0;                              // lazy: recycles since the last sync
+  bool recycle_due = false;                           // lazy: the next buffer without a move pending moves
   LineVector<uint64_t> stale_iovas;                   // lazy: freed at the next flush
   uint64_t rng = 0x9e3779b97f4a7c15;                   // random_buffers: xorshift64 state
   uint64_t spare_iova = 0;                            // lazy, !lazy_move: the mapped spare IOVA
@@ -130,7 +134,12 @@ struct alignas(64) GuestQp {
   void send();
   void post_tx(uint32_t slot, uint32_t frame_len);
   void map_coherent(DriverQueue& q, uint64_t iova);
-  void lazy_recycle(LineVector<uint32_t>& parked, LineVector<Buf>& bufs, uint32_t slot, uint8_t perm);
+  // Lazy: after each completion of `b`; every lazy_recycle completions a
+  // buffer starts a move (lazy_recycle(): false when `b` has one pending).
+  void lazy_complete(Buf& b, uint8_t perm);
+  bool lazy_recycle(Buf& b, uint8_t perm);
+  // Lazy: a buffer about to be posted takes its new IOVA once the MAP is synced.
+  void move_if_ready(Buf& b);
   void lazy_flush();
   // Advances the random_buffers generator (xorshift64).
   uint64_t next_random();

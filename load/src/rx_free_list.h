@@ -5,13 +5,14 @@
 // taken, wrapping around, as Linux's virtio-net carves its mergeable receive
 // buffers one after another out of a page frag (add_recvbuf_mergeable() with
 // skb_page_frag_refill(), drivers/net/virtio_net.c), whatever order the stack
-// freed the earlier ones in. A buffer set aside for a while (a lazy recycle
-// waiting for its flush) is skipped and taken again in its turn once put
+// freed the earlier ones in. A buffer held back for a while (strict mode's,
+// until its UNMAP completes) is skipped and taken again in its turn once put
 // back, so the device writes, and the driver reads, receive buffers in the
 // same order in every mode. (A LIFO list, as before, kept identity mode's
-// buffers in one fixed cycle while lazy mode's recycles scrambled theirs, and
-// the driver's first read of each received frame cost lazy mode up to twice
-// as much: an artefact of the model, not of the IOMMU; see bench/RESULTS.md.)
+// buffers in one fixed cycle while lazy mode's recycles, which then held a
+// buffer back until its flush, scrambled theirs, and the driver's first read
+// of each received frame cost lazy mode up to twice as much: an artefact of
+// the model, not of the IOMMU; see bench/RESULTS.md.)
 // Or, with `random_order`, a uniformly random free buffer (--random-buffers).
 // Slots are indices of buffers allocated in address order.
 //

@@ -8,10 +8,14 @@
 // modes, as Linux does with a vIOMMU:
 //   identity  no vIOMMU on the device's path: descriptors carry GPAs, nothing mapped;
 //   lazy      buffers keep long-lived mappings (page_pool style); every
-//             `lazy_recycle` completions a buffer moves to a fresh IOVA: its
-//             UNMAP is queued without waiting, its new MAP too, and the driver
-//             syncs once per `lazy_flush` such unmaps (Linux's flush queue);
-//             old IOVAs are reused only after that flush;
+//             `lazy_recycle` completions a buffer moves to a fresh IOVA: the
+//             new IOVA's MAP is queued without waiting, and the driver syncs
+//             once per `lazy_flush` such moves (Linux's flush queue); after
+//             that sync the buffer takes its new IOVA the next time it is
+//             posted, and its old IOVA's UNMAP is queued then, the IOVA
+//             reused only after the next sync. The buffer itself is never
+//             held back (Linux frees the memory at once and defers only the
+//             IOVA), so buffers are posted in the same order in every mode;
 //   strict    every buffer is mapped (MAP, batched per burst, one sync) before
 //             it is posted and unmapped (UNMAP batched, one sync) after it
 //             completes; then the guest poisons it. The host side checks every
@@ -112,7 +116,7 @@ struct NetperfConfig {
                                  // the frames the device reads and writes
   bool lazy_move = true;         // false: a recycle sends the same UNMAP and MAP for a
                                  // spare IOVA of the same page and the buffer keeps its
-                                 // IOVA (requests, syncs and parking without the device
+                                 // IOVA (the requests and syncs without the device
                                  // ever seeing a buffer at a new IOVA; a diagnostic)
   uint32_t strict_batch = 32;    // frames mapped/unmapped per sync (strict)
   uint32_t request_batch = 16;   // while busy with frames, the device holds virtio-iommu
