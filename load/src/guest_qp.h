@@ -4,8 +4,8 @@
 // see vxlate/load/netperf.h). Internal to vxlate::load.
 //
 // One pass of the driver loop (step()) reaps transmit completions, reaps and
-// checks received frames, flushes lazy unmaps, refills the receive queue and
-// sends the next burst. Requests go through the run's shared IommuDriver under
+// checks received frames, syncs lazy mode's requests once enough recycles
+// wait, refills the receive queue and sends the next burst. Requests go through the run's shared IommuDriver under
 // its lock; time spent there is counted as sync time.
 //
 // Thread-safety contract: Setup only: construction and setup_mappings(), on
@@ -25,8 +25,8 @@
 #include <utility>
 #include <vector>
 
-#include "vxlate/common/status.h"
 #include "rx_free_list.h"
+#include "vxlate/common/status.h"
 #include "vxlate/load/guest.h"
 
 namespace vxlate::load::detail {
@@ -97,7 +97,7 @@ struct alignas(64) GuestQp {
   LineVector<uint32_t> tx_done, rx_done;              // strict: completed, to unmap
   LineVector<std::pair<uint32_t, uint32_t>> rx_pending;  // strict: (slot, len) to process after the unmap
   // One pass's receive refills and transmit frames (slot, frame length),
-  // reserved once: nothing is allocated while the guest runs.
+  // reserved at setup so that a pass allocates nothing for them.
   LineVector<uint32_t> rx_batch;
   LineVector<std::pair<uint32_t, uint32_t>> tx_batch;
   std::unique_ptr<IovaAlloc> iovas;
