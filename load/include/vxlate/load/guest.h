@@ -48,10 +48,11 @@ namespace vxlate::load {
 // Allocates whole cache lines of their own (64-byte aligned, the size rounded
 // up): a guest thread's arrays share no line with what malloc put beside
 // them, the device lcore's data included. The guest side writes them on every
-// frame; sharing a line with the device's counters would bounce it between
-// the two cores and move the device's figures with every change to the heap's
-// layout (a guest-only change once moved lazy mode's udp_stream_64 figure by
-// 2%). Throws std::bad_array_new_length / std::bad_alloc as new does.
+// frame; a line shared with the device's data would bounce between the two
+// cores and move the device's figures with the heap's layout (a guest-only
+// change once moved lazy mode's udp_stream_64 figure by 2%; that sharing was
+// the cause could not be counted here, and this rules it out). Throws
+// std::bad_array_new_length / std::bad_alloc as new does.
 template <typename T>
 struct LineAllocator {
   using value_type = T;

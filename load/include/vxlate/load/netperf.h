@@ -107,7 +107,7 @@ struct NetperfConfig {
   double clean_seconds = 0;      // > 0: end the measured interval once its clean windows
                                  // add up to this (`seconds` is then the cap)
   uint32_t lazy_recycle = 64;    // completions between buffer recycles (lazy)
-  uint32_t lazy_flush = 32;      // recycled unmaps per sync (lazy)
+  uint32_t lazy_flush = 32;      // recycles (moves to a new IOVA) per sync (lazy)
   bool random_buffers = false;   // the driver takes a random free buffer instead of the
                                  // last transmit buffer freed (LIFO, as SLUB's per-CPU
                                  // freelists) or the next receive buffer in address order
