@@ -402,6 +402,10 @@ bool Virtqueue::walk_indirect(const VirtqDesc& table, Chain* c, BadChain* why) n
   // walks other slots).
   const Hinted& h = hinted_[static_cast<uint16_t>(last_avail_ - 1) & 3];
   if (cfg_.lookahead && h.burst == bursts_ && h.addr == table.addr && table.len <= h.len && !collecting_) {
+    // Counted as the translation (and IOTLB hit) it stands for, as a
+    // buffer's is in add_buffer().
+    ++stats_.translations;
+    if (cfg_.access_platform) burst_.count_peeked();
     segs[0] = Segment{reinterpret_cast<uint64_t>(h.hva), table.len};
     nsegs = 1;
   } else {

@@ -4,7 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
+#include <tuple>
 #include <vector>
 
 #include "dataplane/virtqueue_test_support.h"
@@ -134,6 +136,95 @@ TEST_P(VirtqueueTest, HostileChains) {
       EXPECT_EQ(events[0][i].address, events[1][i].address);
     }
   }
+}
+
+// Lookahead (software prefetching) is hints only: random chains of one to
+// three descriptors, good and hostile (empty, wrapping, straddling two
+// regions or leaving guest memory, readable after writable, indirect, next
+// out of range or looping, past max_chain_bytes or max_chain_descs), pop
+// exactly alike from a queue with lookahead and one without: the same
+// chains and segments, counts (translations included), bad reasons, used
+// entries and fault events.
+TEST_P(VirtqueueTest, RandomShortChainsPopAlikeWithAndWithoutLookahead) {
+  uint64_t rng = 0x9e3779b97f4a7c15;
+  auto next = [&rng](uint64_t n) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng % n;
+  };
+  const uint64_t addrs[] = {kBuf, kBuf + 0x123, kBGpa - 8, kBGpa - 64, kBGpa + kBSize - 8, kOutside,
+                            0xfffffffffffffff0, kSkewGpa, kTable};
+  const uint32_t lens[] = {0, 1, 8, 16, 56, 64, 72, 100, 0x80000000u, 0xffffffffu};
+  const uint16_t flag_sets[] = {0, 0, 0, N, N, N, W, W, W, N | W, N | W, I, I | N};
+  const uint32_t max_bytes[] = {0, 0, 24, 64, 137};
+  const uint32_t max_descs[] = {0, 0, 1, 2, 16};
+  const uint32_t sizes[] = {8, 8, 8, 2, 1};
+  uint64_t good_chains = 0, bad_chains = 0, indirect_chains = 0;
+  for (int round = 0; round < 3000; ++round) {
+    SCOPED_TRACE(round);
+    QueueConfig cfg = fresh(sizes[next(5)], next(2) == 0);
+    cfg.max_chain_bytes = max_bytes[next(5)];
+    cfg.max_chain_descs = max_descs[next(5)];
+    auto random_desc = [&](uint32_t bound) {
+      return d(addrs[next(9)], lens[next(10)], flag_sets[next(13)], static_cast<uint16_t>(next(bound + 1)));
+    };
+    for (uint32_t i = 0; i < cfg.size; ++i) set_desc(i, random_desc(cfg.size));
+    set_table(kTable, {random_desc(2), random_desc(2)});
+    const uint32_t heads = 1 + static_cast<uint32_t>(next(std::min<uint32_t>(4, cfg.size)));
+    for (uint32_t i = 0; i < heads; ++i) offer(static_cast<uint16_t>(next(cfg.size + 1)));
+    struct Popped {
+      uint16_t head;
+      uint32_t nsegs, nreadable, descs;
+      uint64_t readable, writable;
+      std::vector<std::pair<uint64_t, uint64_t>> segs;
+      bool operator==(const Popped&) const = default;
+    };
+    std::vector<Popped> got[2];
+    VirtqueueStats stats[2];
+    std::vector<std::pair<uint32_t, uint32_t>> used_entries[2];
+    std::vector<std::tuple<uint8_t, uint32_t, uint64_t>> faults[2];
+    const uint16_t used_before = used_idx();
+    for (int ahead = 0; ahead < 2; ++ahead) {
+      QueueConfig c = cfg;
+      c.lookahead = ahead == 1;
+      Virtqueue q(*dev_, c);
+      // The second queue's used entries start where the first one's did.
+      if (ahead == 1) store16(used().idx(), used_before, std::memory_order_relaxed);
+      ASSERT_TRUE(q.begin(reader_));
+      Chain ch;
+      while (q.pop(&ch)) {
+        Popped p{ch.head, ch.nsegs, ch.nreadable, ch.descs, ch.readable_bytes, ch.writable_bytes, {}};
+        for (uint32_t s = 0; s < ch.nsegs; ++s) p.segs.emplace_back(ch.segs[s].addr, ch.segs[s].len);
+        got[ahead].push_back(p);
+        q.push(ch.head, 1);
+      }
+      q.publish();
+      stats[ahead] = q.stats();
+      for (uint16_t u = used_before; u != used_idx(); ++u) {
+        const VirtqUsedElem e = used().ring(u & (cfg.size - 1));
+        used_entries[ahead].emplace_back(e.id, e.len);
+      }
+      dev_->iotlb().quiescent(reader_);
+      engine::FaultEvent ev[16];
+      for (size_t n; (n = dev_->drain_events(ev)) != 0;)
+        for (size_t i = 0; i < n; ++i) faults[ahead].emplace_back(ev[i].reason, ev[i].flags, ev[i].address);
+    }
+    EXPECT_EQ(got[0], got[1]);
+    EXPECT_EQ(used_entries[0], used_entries[1]);
+    EXPECT_EQ(stats[0].chains, stats[1].chains);
+    EXPECT_EQ(stats[0].descs, stats[1].descs);
+    EXPECT_EQ(stats[0].translations, stats[1].translations);
+    EXPECT_EQ(stats[0].bad, stats[1].bad);
+    EXPECT_EQ(faults[0], faults[1]);
+    good_chains += stats[0].chains;
+    bad_chains += stats[0].bad_total();
+    indirect_chains += stats[0].chains != 0 && stats[0].descs > stats[0].chains * 2;
+  }
+  // The mix reached good, bad and indirect chains alike.
+  EXPECT_GT(good_chains, 500u);
+  EXPECT_GT(bad_chains, 500u);
+  EXPECT_GT(indirect_chains, 50u);
 }
 
 TEST_P(VirtqueueTest, RefuseCompletesWithZero) {
