@@ -21,7 +21,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include <rte_mempool.h>
@@ -80,6 +79,21 @@ struct IommuBase {
   size_t round_trips = 0;  // request_rtts' sizes at the base (the two grow together)
 };
 
+// A test-and-test-and-set spinlock (BasicLockable): acquire by an exchange,
+// release by a store.
+class GuestSpinlock {
+ public:
+  void lock() noexcept {
+    // acquire: pairs with unlock()'s release; the last holder's writes are visible.
+    while (held_.exchange(true, std::memory_order_acquire))
+      while (held_.load(std::memory_order_relaxed)) rte_pause();
+  }
+  void unlock() noexcept { held_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> held_{false};
+};
+
 struct RunState {
   const NetperfConfig& cfg;
   GuestMemory mem;
@@ -87,7 +101,12 @@ struct RunState {
   engine::Device dev;
   DriverQueue reqq, evq;
   dataplane::IommuQueues iq;
-  std::mutex iommu_lock;  // the guest's viommu request_lock
+  // The guest's viommu request_lock: a spinlock, as Linux's is
+  // (spin_lock_irqsave), released by a plain store. std::mutex's unlock, a
+  // locked instruction, drains the store buffer: the guest waited there for
+  // its request's stores to lines the device lcore had read (1.4% of its
+  // samples in lazy udp_stream_64 at ~400 ns, bench/RESULTS.md session 25).
+  GuestSpinlock iommu_lock;
   IommuDriver iommu;
   // Each request's round trips (TSC cycles from the guest's add, and from the
   // kick, to its used entry), recorded by `iommu` once the run starts; under
