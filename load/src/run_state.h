@@ -26,6 +26,7 @@
 #include <rte_mempool.h>
 #include <rte_pause.h>
 
+#include "backoff.h"
 #include "guest_qp.h"
 #include "lcore_probe.h"
 #include "vxlate/common/rcu.h"
@@ -80,13 +81,18 @@ struct IommuBase {
 };
 
 // A test-and-test-and-set spinlock (BasicLockable): acquire by an exchange,
-// release by a store.
+// release by a store. A waiter backs off as the load's loops do (Backoff:
+// it yields now and then where lcores may share a CPU, so that a holder
+// that lost its CPU gets it back, as a paravirtualised guest's spinlock
+// does).
 class GuestSpinlock {
  public:
   void lock() noexcept {
     // acquire: pairs with unlock()'s release; the last holder's writes are visible.
-    while (held_.exchange(true, std::memory_order_acquire))
-      while (held_.load(std::memory_order_relaxed)) rte_pause();
+    while (held_.exchange(true, std::memory_order_acquire)) {
+      Backoff backoff;
+      while (held_.load(std::memory_order_relaxed)) backoff.idle();
+    }
   }
   void unlock() noexcept { held_.store(false, std::memory_order_release); }
 
