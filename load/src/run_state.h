@@ -109,9 +109,10 @@ struct RunState {
   dataplane::IommuQueues iq;
   // The guest's viommu request_lock: a spinlock, as Linux's is
   // (spin_lock_irqsave), released by a plain store. std::mutex's unlock, a
-  // locked instruction, drains the store buffer: the guest waited there for
-  // its request's stores to lines the device lcore had read (1.4% of its
-  // samples in lazy udp_stream_64 at ~400 ns, bench/RESULTS.md session 25).
+  // locked instruction, drains the store buffer: 1.4% of the lazy guest's
+  // samples in udp_stream_64 at ~400 ns, most likely waiting for its
+  // request's stores to lines the device lcore had read (bench/RESULTS.md,
+  // session 25).
   GuestSpinlock iommu_lock;
   IommuDriver iommu;
   // Each request's round trips (TSC cycles from the guest's add, and from the
