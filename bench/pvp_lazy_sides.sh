@@ -5,16 +5,18 @@
 #
 # vxlate-switch (lcore on the second CPU, control threads on both, as
 # bench/pvp.sh's default pinning) cross-connects two vxlate-vuload front ends
-# (on the first CPU) running udp_stream_64, in interleaved rounds of five
+# (on the first CPU) running udp_stream_64, in interleaved rounds of seven
 # configurations: identity (no vIOMMU), lazy (both directions' buffers
-# recycled, the default), lazy --recycle rx, lazy --recycle tx, and lazy with
-# no recycling (--lazy-recycle 1048576: every page learned once). One line per
-# run, tab-separated: round, config, frames/s received, MISSes answered,
-# UPDATE and INVALIDATE ack p50/p99 (us), the MISSes the switch sent for the
-# sending guest's transmit ring (port A) and the receiving guest's receive
-# ring (port B), and the frames that waited for a receive buffer's MISS.
-# Then the medians per config.
-# Needs scripts/build.sh release. Takes rounds x 5 x (S + ~2) seconds.
+# recycled, the default), lazy --recycle rx, lazy --recycle tx, lazy with
+# no recycling (--lazy-recycle 1048576: every page learned once), and lazy and
+# lazy --recycle rx again with the switch's ports completing receive buffers
+# out of order (`,rx-out-of-order`: *_ooo). One line per run, tab-separated:
+# round, config, frames/s received, MISSes answered, UPDATE and INVALIDATE
+# ack p50/p99 (us), the MISSes the switch sent for the sending guest's
+# transmit ring (port A) and the receiving guest's receive ring (port B), the
+# frames that waited for a receive buffer's MISS, and the receive buffers set
+# aside for one (out of order). Then the medians per config.
+# Needs scripts/build.sh release. Takes rounds x 7 x (S + ~2) seconds.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REL=$ROOT/build/release/apps
@@ -44,16 +46,19 @@ declare -A ARGS=(
   [lazy_rx]="--mode lazy --recycle rx"
   [lazy_tx]="--mode lazy --recycle tx"
   [lazy_off]="--mode lazy --lazy-recycle 1048576"
+  [lazy_ooo]="--mode lazy"
+  [lazy_rx_ooo]="--mode lazy --recycle rx"
 )
-CONFIGS=(identity lazy lazy_rx lazy_tx lazy_off)
+declare -A PORTOPT=([lazy_ooo]=",rx-out-of-order" [lazy_rx_ooo]=",rx-out-of-order")
+CONFIGS=(identity lazy lazy_ooo lazy_rx lazy_rx_ooo lazy_tx lazy_off)
 results=$TMP/results.tsv
-printf 'round\tconfig\trx_pps\tmisses\tupdate_ack_p50_us\tupdate_ack_p99_us\tinvalidate_ack_p50_us\tinvalidate_ack_p99_us\tmisses_a\tmisses_b\theld_b\n' > "$results"
+printf 'round\tconfig\trx_pps\tmisses\tupdate_ack_p50_us\tupdate_ack_p99_us\tinvalidate_ack_p50_us\tinvalidate_ack_p99_us\tmisses_a\tmisses_b\theld_b\tparked_b\n' > "$results"
 
 run() {  # run ROUND CONFIG
   rm -f "$TMP/a.sock" "$TMP/b.sock"
   taskset -c "$BE_CPU,$FE_CPU" "$REL/vxlate-switch" --no-huge --no-pci -m 256 --lcores "0@$BE_CPU" \
     --file-prefix "sides$$" --log-level=lib.eal:notice \
-    -- --vhost-user "$TMP/a.sock" --vhost-user "$TMP/b.sock" --json > "$TMP/sw.log" 2>&1 &
+    -- --vhost-user "$TMP/a.sock${PORTOPT[$2]:-}" --vhost-user "$TMP/b.sock${PORTOPT[$2]:-}" --json > "$TMP/sw.log" 2>&1 &
   SW=$!
   for _ in $(seq 300); do [ -S "$TMP/a.sock" ] && [ -S "$TMP/b.sock" ] && break; sleep 0.1; done
   # shellcheck disable=SC2086  # ARGS values are word lists
@@ -72,7 +77,8 @@ a, b = sw['ports']
 print('\t'.join(map(str, [sys.argv[1], sys.argv[2], round(fe['rx_pps']), fe['misses'],
                           fe['update_ack_p50_us'], fe['update_ack_p99_us'],
                           fe['invalidate_ack_p50_us'], fe['invalidate_ack_p99_us'],
-                          a['misses_sent'], b['misses_sent'], b['frames_held_for_miss']])))
+                          a['misses_sent'], b['misses_sent'], b['frames_held_for_miss'],
+                          b['rx_buffers_parked']])))
 EOF
 }
 

@@ -1,13 +1,15 @@
 // vxlate-switch: the reference DPDK vSwitch on vxlate's vhost-user back end.
 //
-//   vxlate-switch [EAL options] -- --vhost-user PATH[,client][,queues=N] [--vhost-user ...]
+//   vxlate-switch [EAL options] -- --vhost-user PATH[,client][,queues=N][,rx-out-of-order] [--vhost-user ...]
 //                 [--xconnect | --learning] [--stats SECONDS] [--json]
 //
 // Ports: the ethdevs the EAL options create (--vdev net_ring0, net_tap0,
 // net_null0, net_pcap0, net_virtio_user0, ...) by port id, then the vhost-user
 // ports in command-line order. --xconnect (the default) forwards port 2k <->
 // 2k+1 on every queue both have; --learning is a MAC-learning bridge over all
-// ports (queue 0, one lcore).
+// ports (queue 0, one lcore). A vhost-user port's `rx-out-of-order` lets
+// frames go on into the receive buffers behind one whose translation is
+// missing (PortConfig::rx_out_of_order, off by default: see its caveat).
 //
 // Each worker lcore polls its share of the (port pair, queue) tasks; it is a
 // reader of the back end's Rcu, reports a quiescent state after every round
@@ -160,7 +162,7 @@ Switch* g_switch = nullptr;
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "vxlate-switch: %s\n"
-               "usage: vxlate-switch [EAL options] -- --vhost-user PATH[,client][,queues=N] [--vhost-user ...]\n"
+               "usage: vxlate-switch [EAL options] -- --vhost-user PATH[,client][,queues=N][,rx-out-of-order] [--vhost-user ...]\n"
                "                     [--xconnect | --learning] [--stats SECONDS] [--json]\n",
                msg);
   std::exit(2);
@@ -176,6 +178,8 @@ vu::PortConfig parse_vhost(const std::string& arg) {
     const std::string opt = arg.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
     if (opt == "client") {
       c.client = true;
+    } else if (opt == "rx-out-of-order") {
+      c.rx_out_of_order = true;
     } else if (opt.rfind("queues=", 0) == 0) {
       char* end = nullptr;
       const unsigned long q = std::strtoul(opt.c_str() + 7, &end, 10);
@@ -284,6 +288,9 @@ void for_each_counter(const SwitchPort& p, F&& f) {
   const vu::PortStats& v = c.vhost;
   f("running", p.vhost->running() ? 1 : 0);
   f("frames_held_for_miss", v.rx_held);
+  f("rx_buffers_parked", v.rx_parked);
+  f("rx_parked_returned", v.rx_parked_returned);
+  f("rx_parked_lost", v.rx_parked_lost);
   f("guest_rx_dropped", v.rx_dropped);
   f("tx_no_mbuf", v.tx_no_mbuf);
   f("bad_chains", v.bad_chains);

@@ -143,10 +143,13 @@ uint16_t NetDevice::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const*
         continue;
       }
       // The chains go back: for the next frame when this one can never fit
-      // (more than kMaxMergeChains buffers), else for the next call. When a
-      // bad chain was completed in between, the ring cannot be rewound past
-      // it; the gathered chains are then returned empty.
-      if (p.rx.stats().bad_total() == bad_before) {
+      // (more than kMaxMergeChains buffers), else for the next call. A queue
+      // that parks chains takes them first in line; otherwise, when a bad
+      // chain was completed in between, the ring cannot be rewound past it
+      // and the gathered chains are returned empty.
+      if (p.rx.parks()) {
+        p.rx.give_back(p.rx_chains, k);
+      } else if (p.rx.stats().bad_total() == bad_before) {
         p.rx.unpop(static_cast<uint16_t>(k));
       } else {
         for (uint32_t i = 0; i < k; ++i) p.rx.push(p.rx_chains[i].head, 0);

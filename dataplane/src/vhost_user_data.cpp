@@ -21,7 +21,9 @@ void Port::after_burst(const Session& cs, uint16_t qp, bool rx) noexcept {
   const uint32_t ring = 2u * qp + (rx ? 0 : 1);
   Virtqueue& vq = rx ? net.rxq(0) : net.txq(0);
   Miss m;
-  if (vq.take_miss(&m) && post_miss(s, ring, m) && wake_fd_ >= 0) {
+  bool posted = false;
+  while (vq.take_miss(&m)) posted |= post_miss(s, ring, m);
+  if (posted && wake_fd_ >= 0) {
     const uint64_t one = 1;
     (void)!::write(wake_fd_, &one, sizeof one);
   }
@@ -46,6 +48,7 @@ void Port::after_burst(const Session& cs, uint16_t qp, bool rx) noexcept {
     set(c.rx_bytes, b.rx_bytes + net.rx_stats(0).bytes);
     set(c.rx_dropped, b.rx_dropped + net.rx_stats(0).dropped);
     set(c.rx_held, b.rx_held + s.held[qp]);
+    set(c.rx_parked, b.rx_parked + rs.parked);
   } else {
     set(c.tx_packets, b.tx_packets + net.tx_stats(0).packets);
     set(c.tx_bytes, b.tx_bytes + net.tx_stats(0).bytes);
@@ -93,10 +96,22 @@ void Port::prefetch(uint32_t reader, uint16_t qp) noexcept {
   bool posted = false;
   for (uint32_t i = 0; i < 2; ++i) {
     Virtqueue& vq = i == 0 ? net.rxq(0) : net.txq(0);
-    Miss misses[kMissSlots + 1];
+    Miss misses[kMissSlots + Virtqueue::kMissesKept + kMissSlots / 2];
     size_t n = 0;
     if (vq.begin(reader, 0)) n = vq.prefetch(kPrefetchChains, std::span<Miss>(misses, kMissSlots));
-    if (vq.take_miss(&misses[n])) ++n;  // a ring that misses, or a held chain's
+    while (vq.take_miss(&misses[n])) ++n;  // a ring that misses, a held chain's, parked ones'
+    // Parked receive chains (rx_out_of_order) wait for their pages: asked
+    // for again every kMissRetry, a few at a time, as a held chain's page is
+    // (post_miss() throttles each page). Not at every call: every parked
+    // page at every idle round would flood the front end with repeats of
+    // MISSes it may be unable to answer yet.
+    if (i == 0 && vq.parked() != 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - s.parked_asked[qp] >= kMissRetry) {
+        s.parked_asked[qp] = now;
+        n += vq.parked_misses(std::span<Miss>(misses + n, kMissSlots / 2));
+      }
+    }
     for (size_t k = 0; k < n; ++k) posted |= post_miss(s, 2 * qp + i, misses[k]);
   }
   if (posted && wake_fd_ >= 0) {
@@ -124,7 +139,9 @@ uint16_t Port::enqueue_burst(uint32_t reader, uint16_t qp, rte_mbuf* const* pkts
   const uint16_t n = net.enqueue_burst(reader, 0, pkts, count);
   Session& own = const_cast<Session&>(*s);  // owner-only fields
   const bool was_waiting = own.waiting[qp];
-  own.waiting[qp] = net.rxq(0).stats().held != held_before && n < count;
+  // Waiting for a miss: a buffer held in the ring, or (rx_out_of_order) none
+  // left but some set aside.
+  own.waiting[qp] = n < count && (net.rxq(0).stats().held != held_before || net.rxq(0).parked() != 0);
   // Frames are counted when they start waiting, not on every offer again.
   if (own.waiting[qp] && !was_waiting) own.held[qp] += count - n;
   after_burst(*s, qp, true);

@@ -96,6 +96,7 @@ PortStats Port::pair_stats(uint16_t qp) const noexcept {
   s.rx_bytes = get(c.rx_bytes);
   s.rx_dropped = get(c.rx_dropped);
   s.rx_held = get(c.rx_held);
+  s.rx_parked = get(c.rx_parked);
   s.tx_packets = get(c.tx_packets);
   s.tx_bytes = get(c.tx_bytes);
   s.tx_no_mbuf = get(c.tx_no_mbuf);
@@ -115,6 +116,7 @@ PortStats Port::stats() const noexcept {
     s.rx_bytes += p.rx_bytes;
     s.rx_dropped += p.rx_dropped;
     s.rx_held += p.rx_held;
+    s.rx_parked += p.rx_parked;
     s.tx_packets += p.tx_packets;
     s.tx_bytes += p.tx_bytes;
     s.tx_no_mbuf += p.tx_no_mbuf;
@@ -143,6 +145,8 @@ PortStats Port::stats() const noexcept {
   s.misses_held = get(ctl_.misses_held);
   s.iotlb_flushes = get(ctl_.iotlb_flushes);
   s.sessions = get(ctl_.sessions);
+  s.rx_parked_returned = get(ctl_.rx_parked_returned);
+  s.rx_parked_lost = get(ctl_.rx_parked_lost);
   return s;
 }
 
@@ -472,7 +476,13 @@ void Port::stop_session() {
   rcu_.synchronize();  // every burst that loaded s has ended
   for (uint16_t q = 0; q < kMaxQueuePairs; ++q) {
     if (!s->pairs[q]) continue;
-    vrings_[2 * q].base = s->pairs[q]->rxq(0).last_avail();
+    // Receive buffers set aside for a miss (rx_out_of_order) go back empty,
+    // so that the base below is where the front end resumes: no lcore uses
+    // the ring any more, and the translations are still the front end's.
+    Virtqueue& rx = s->pairs[q]->rxq(0);
+    bump(ctl_.rx_parked_returned, rx.complete_parked());
+    bump(ctl_.rx_parked_lost, rx.parked());
+    vrings_[2 * q].base = rx.last_avail();
     vrings_[2 * q + 1].base = s->pairs[q]->txq(0).last_avail();
   }
   for (uint32_t i = 0; i < kMaxVrings * kMissSlots; ++i) miss_box_[i].store(0, std::memory_order_relaxed);
@@ -498,6 +508,7 @@ void Port::start_session() {
       c.size = v.num;
       c.access_platform = iommu;
       c.hold_on_miss = iommu;
+      c.park_on_miss = iommu && cfg_.rx_out_of_order && i == 0;  // qc[0]: the receive queue
       c.event_idx = (features_ & kFeatureEventIdx) != 0;
       c.indirect = (features_ & kFeatureIndirectDesc) != 0;
       c.ep = kEp;
@@ -535,6 +546,7 @@ void Port::start_session() {
     b.rx_bytes = get(c.rx_bytes);
     b.rx_dropped = get(c.rx_dropped);
     b.rx_held = get(c.rx_held);
+    b.rx_parked = get(c.rx_parked);
     b.tx_packets = get(c.tx_packets);
     b.tx_bytes = get(c.tx_bytes);
     b.tx_no_mbuf = get(c.tx_no_mbuf);

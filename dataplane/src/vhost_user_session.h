@@ -46,6 +46,8 @@ struct Port::Session {
   PortStats base[kMaxQueuePairs];
   uint64_t held[kMaxQueuePairs] = {};
   bool waiting[kMaxQueuePairs] = {};  // the last enqueue left frames for a miss
+  // When prefetch() last asked again for parked receive chains' pages.
+  std::chrono::steady_clock::time_point parked_asked[kMaxQueuePairs] = {};
 };
 
 }  // namespace vxlate::dataplane::vhost_user

@@ -27,10 +27,17 @@ const char* to_string(BadChain why) noexcept {
   return "?";
 }
 
-Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept
+Virtqueue::Virtqueue(engine::Device& dev, const QueueConfig& cfg)
     : dev_(dev),
       cfg_(cfg),
-      max_descs_(cfg.max_chain_descs == 0 ? kMaxChainDescs : std::min(cfg.max_chain_descs, kMaxChainDescs)) {}
+      max_descs_(cfg.max_chain_descs == 0 ? kMaxChainDescs : std::min(cfg.max_chain_descs, kMaxChainDescs)) {
+  // Parking needs misses (a device IOTLB) and rings the used entries can be
+  // written back into at a stop (IOVAs, translated then).
+  if (cfg.park_on_miss && cfg.hold_on_miss && cfg.access_platform && !cfg.rings_host && valid_queue_size(cfg.size)) {
+    parked_ = std::make_unique<Parked[]>(cfg.size);
+    park_cap_ = cfg.size;
+  }
+}
 
 Status Virtqueue::translate_holding(uint64_t addr, uint64_t len, uint8_t access, std::span<Segment> out, size_t* n,
                                     bool table) noexcept {
@@ -42,11 +49,14 @@ Status Virtqueue::translate_holding(uint64_t addr, uint64_t len, uint8_t access,
     return st;
   }
   if (st == Status::kFault) {
+    if (!walk_missed_) walk_miss_ = Miss{fault.address, access};
     walk_missed_ = true;
-    if (!has_miss_) {  // the first miss not yet taken: the one the rest waits behind
-      miss_ = Miss{fault.address, access};
-      has_miss_ = true;
-    }
+    // Kept for take_miss(), each page once: a held chain's (the one the
+    // rest waits behind) or ring's, or those of the chains parked since.
+    const uint64_t page = fault.address >> 12;
+    bool known = false;
+    for (size_t i = 0; i < nmisses_; ++i) known |= misses_[i].iova >> 12 == page && misses_[i].access == access;
+    if (!known && nmisses_ < kMissesKept) misses_[nmisses_++] = Miss{fault.address, access};
   }
   return st;
 }
@@ -120,6 +130,10 @@ bool Virtqueue::begin(uint32_t reader, uint32_t budget) noexcept {
   }
   avail_cache_ = idx;
   budget_ = budget;
+  // The parked chains' pass walks only those that missed before this count
+  // moved (+ 1: never kGivenBack). Read before any walk of this burst, so a
+  // chain that misses in it is walked again after any UPDATE that came later.
+  if (park_cap_ != 0) burst_gen_ = dev_.maps_applied() + 1;
   // The first chains' descriptors, for lookahead() to read.
   ++bursts_;  // the tables hinted in earlier bursts go stale
   if (cfg_.lookahead)
@@ -239,8 +253,83 @@ void Virtqueue::lookahead() noexcept {
   }
 }
 
+bool Virtqueue::pop_parked(Chain* c) noexcept {
+  walk_hint_ = nullptr;  // the lookahead's hints are for avail slots
+  // Front to back while the entry missed before this burst's count: each
+  // chain is walked at most once a burst, and a walk that misses again puts
+  // it at the back with the newest count, behind which nothing older lies.
+  while (park_n_ != 0 && budget_ != 0) {
+    const Parked p = park_at(0);
+    if (p.gen == burst_gen_) return false;
+    park_front_ = (park_front_ + 1) & (park_cap_ - 1);
+    --park_n_;
+    if (park_report_ != 0) --park_report_;  // still names the same entry
+    --budget_;  // a walk, as an avail slot's
+    BadChain why{};
+    walk_missed_ = false;
+    const bool good = walk(p.head, c, &why);
+    stats_.descs += c->descs;
+    if (good) {
+      ++stats_.chains;
+      return true;
+    }
+    if (why == BadChain::kUnmapped && walk_missed_) {
+      park_back(p.head, walk_miss_);
+      continue;
+    }
+    // The guest rewrote a chain it had handed over: bad like any other.
+    count_bad(why);
+    push(p.head, 0);
+  }
+  return false;
+}
+
+void Virtqueue::give_back(const Chain* chains, uint32_t n) noexcept {
+  VXLATE_DCHECK(park_cap_ != 0, "Virtqueue::give_back: for a queue that parks chains");
+  for (uint32_t i = n; i-- > 0;) {
+    --stats_.chains;
+    if (park_n_ == park_cap_) {
+      // More chains outstanding than the queue holds: the driver posted a
+      // head it had not got back. Completed empty, counted.
+      count_bad(BadChain::kLoop);
+      push(chains[i].head, 0);
+      continue;
+    }
+    park_front_ = (park_front_ + park_cap_ - 1) & (park_cap_ - 1);
+    ++park_n_;
+    if (park_report_ != 0) ++park_report_;
+    park_at(0) = Parked{Miss{}, kGivenBack, chains[i].head};
+  }
+}
+
+uint32_t Virtqueue::complete_parked() noexcept {
+  if (park_n_ == 0) return 0;
+  VXLATE_DCHECK(pending_ == 0, "Virtqueue::complete_parked: the owner left entries unpublished");
+  Segment seg;
+  if (dev_.iotlb_translate(cfg_.ep, cfg_.used, used_bytes(cfg_.size), kPermWrite, &seg) != Status::kOk ||
+      !is_aligned(cfg_.used, kUsedAlign) || !is_aligned(seg.addr, kUsedAlign))
+    return 0;
+  UsedRing used{reinterpret_cast<uint8_t*>(seg.addr), cfg_.size};
+  const uint32_t n = park_n_;
+  for (uint32_t i = 0; i < n; ++i) {
+    // plain stores: published by the release store of used.idx below.
+    VirtqUsedElem& e = used.ring(static_cast<uint16_t>(used_idx_ + i) & (cfg_.size - 1));
+    e.id = park_at(i).head;
+    e.len = 0;
+  }
+  used_idx_ = static_cast<uint16_t>(used_idx_ + n);
+  // release: the entries before the index; pairs with the driver's acquire
+  // load of used.idx.
+  store16(used.idx(), used_idx_, std::memory_order_release);
+  stats_.used += n;
+  stats_.parked_returned += n;
+  park_n_ = park_front_ = park_report_ = 0;
+  return n;
+}
+
 bool Virtqueue::pop(Chain* c) noexcept {
   if (desc_ == nullptr || broken_) return false;  // no begin() this burst, or stopped
+  if (park_n_ != 0 && pop_parked(c)) return true;
   for (;;) {
     if (last_avail_ == avail_cache_ || budget_ == 0) return false;
     if (cfg_.lookahead) {
@@ -263,6 +352,12 @@ bool Virtqueue::pop(Chain* c) noexcept {
     const bool good = walk(head, c, &why);
     stats_.descs += c->descs;
     if (!good && why == BadChain::kUnmapped && walk_missed_) {
+      if (park_n_ < park_cap_) {
+        // park_on_miss: set aside; the chains behind it go on.
+        park_back(head, walk_miss_);
+        ++stats_.parked;
+        continue;
+      }
       // hold_on_miss: the chain waits in its ring for the translation, and
       // so does everything behind it (used entries stay in order).
       --last_avail_;
@@ -485,6 +580,16 @@ size_t Virtqueue::prefetch(uint32_t max_chains, std::span<Miss> out) noexcept {
   }
   collecting_ = false;
   return ncollected_;
+}
+
+size_t Virtqueue::parked_misses(std::span<Miss> out) noexcept {
+  size_t n = 0;
+  for (uint32_t seen = 0; seen < park_n_ && n < out.size(); ++seen) {
+    if (park_report_ >= park_n_) park_report_ = 0;
+    const Parked& p = park_at(park_report_++);
+    if (p.gen != kGivenBack) out[n++] = p.miss;
+  }
+  return n;
 }
 
 void Virtqueue::push(uint16_t head, uint32_t len) noexcept {

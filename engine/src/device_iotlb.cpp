@@ -113,6 +113,26 @@ bool Device::iotlb_maps(EndpointId ep, uint64_t iova, uint8_t access) const noex
   return (access & ~perms) == 0;
 }
 
+Status Device::iotlb_translate(EndpointId ep, uint64_t iova, uint64_t len, uint8_t access, Segment* out) const noexcept {
+  uint64_t last = 0;
+  if (len == 0 || !range_last(iova, len, &last)) return Status::kInval;
+  DomainId d{0};
+  if (!endpoint_exists(ep.value) || !endpoint_domain(ep, &d)) return Status::kFault;
+  auto it = domains_.find(d.value);
+  if (it == domains_.end() || it->second->bypass) return Status::kFault;
+  detail::Extent e;
+  if (!it->second->extents.find_le(iova, &e) || e.last < last) return Status::kFault;
+  const uint8_t perms = static_cast<uint8_t>(((e.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
+                                             ((e.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
+  if ((access & ~perms) != 0) return Status::kFault;
+  // The control side replaces the memory table itself, so the one it reads
+  // here cannot be retired under it.
+  size_t n = 0;
+  if (mem_.gpa_to_hva(e.phys + (iova - e.first), len, std::span<Segment>(out, 1), &n) != Status::kOk || n != 1)
+    return Status::kFault;
+  return Status::kOk;
+}
+
 void Device::iotlb_flush(EndpointId ep) noexcept {
   (void)iotlb_invalidate(ep, 0, 0);
 }

@@ -379,6 +379,9 @@ Status Device::map(const wire::ReqMap& req) noexcept {
     return Status::kNoMem;
   }
   ++mappings_;
+  // release: after the page-table entries above; pairs with the acquire load
+  // in maps_applied(). One writer: a load and a store suffice.
+  maps_applied_.store(maps_applied_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   return Status::kOk;
 }
 

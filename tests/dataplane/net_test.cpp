@@ -405,6 +405,46 @@ TEST_P(NetTest, RxOutOfBuffersGivesChainsBack) {
   for (rte_mbuf* x : m) rte_pktmbuf_free(x);
 }
 
+// A receive queue that parks chains (QueueConfig::park_on_miss, the
+// vhost-user back end's rx_out_of_order): a buffer that misses is passed and
+// the frame goes into the buffers behind it; chains gathered for a frame that
+// does not fit are given back and come first, in their order, next time; the
+// parked buffer is used once its page is mapped, before the newer ones.
+TEST_P(NetTest, RxParkedBufferIsPassedAndGivenBackChainsKeepTheirOrder) {
+  if (!iommu()) GTEST_SKIP() << "misses exist only behind an IOMMU";
+  QueueConfig q[2] = {rxq.device_config(true, EndpointId{kEp}), txq.device_config(true, EndpointId{kEp})};
+  q[0].hold_on_miss = q[0].park_on_miss = true;
+  net = std::make_unique<NetDevice>(dev, q, true);
+  ASSERT_TRUE(net->rxq(0).parks());
+  const uint64_t gpa0 = alloc(256);
+  rx_parts[0].push_back({gpa0, 256});
+  post(rxq, {{kNowhere + (gpa0 & 0xfff), 256, true}}, 0);  // misses until mapped below
+  for (uint64_t t = 1; t < 7; ++t) post_rx({256}, t);
+  const Bytes f[3] = {pattern(1000, 71), pattern(1000, 72), pattern(100, 73)};
+  rte_mbuf* m[3] = {make_mbuf(f[0], {1000}), make_mbuf(f[1], {1000}), make_mbuf(f[2], {100})};
+  ASSERT_EQ(rx(m, 1), 1);
+  expect_rx(f[0], {1, 2, 3, 4}, {256, 256, 256, 244}, used(rxq));
+  EXPECT_EQ(net->rxq(0).stats().parked, 1u);
+  EXPECT_EQ(net->rxq(0).parked(), 1u);
+  EXPECT_EQ(rx(m + 1, 1), 0) << "two buffers and the parked one: short";
+  EXPECT_TRUE(used(rxq).empty());
+  EXPECT_EQ(net->rxq(0).parked(), 3u) << "the two given back, before the parked one";
+  for (uint64_t t = 7; t < 9; ++t) post_rx({256}, t);
+  ASSERT_EQ(rx(m + 1, 1), 1);
+  expect_rx(f[1], {5, 6, 7, 8}, {256, 256, 256, 244}, used(rxq));
+  dev.iotlb().offline(reader);
+  drv->add_map(1, kNowhere, 4096, gpa0 & ~uint64_t{0xfff}, kRW);
+  ASSERT_EQ(drv->sync(), Status::kOk);
+  dev.iotlb().online(reader);
+  post_rx({256}, 9);
+  ASSERT_EQ(rx(m + 2, 1), 1);
+  expect_rx(f[2], {0}, {112}, used(rxq));
+  EXPECT_EQ(net->rxq(0).parked(), 0u);
+  EXPECT_EQ(net->rx_stats(0).dropped, 0u);
+  EXPECT_EQ(net->rxq(0).stats().bad_total(), 0u);
+  for (rte_mbuf* x : m) rte_pktmbuf_free(x);
+}
+
 // Regression: a frame that would need more than kMaxMergeChains buffers is
 // dropped and counted, its chains go to the next frame, and the burst goes on.
 TEST_P(NetTest, RxFrameOverMergeLimitDropped) {

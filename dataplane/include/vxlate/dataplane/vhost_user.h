@@ -129,6 +129,18 @@ struct PortConfig {
   bool client = false;       // connect to path (reconnecting) rather than listen on it
   uint16_t queue_pairs = 1;  // offered (GET_QUEUE_NUM), 1..kMaxQueuePairs
   bool iommu = true;         // offer VIRTIO_F_ACCESS_PLATFORM (device IOTLB)
+  // With the device IOTLB: a receive buffer that misses is set aside until
+  // its UPDATE and the frames go on into the buffers behind it, completed out
+  // of order (virtqueue.h, "Out-of-order completion"), instead of waiting in
+  // the ring with everything behind it. Whenever the data plane stops (any
+  // message that changes a running ring, the features or the memory;
+  // GET_VRING_BASE; a disconnect) every pair's set-aside buffers are first
+  // completed empty (the guest's driver drops a short frame and reposts), so
+  // the index GET_VRING_BASE reports is where the front end resumes. Off by
+  // default: a front end that resumes after a back end that died (QEMU's
+  // reconnect, from used.idx) would be offered completed buffers again and
+  // lose the set-aside ones, where an in-order ring loses nothing.
+  bool rx_out_of_order = false;
 };
 
 // Counters of one port, summed over its queue pairs and connections. Frames:
@@ -136,6 +148,9 @@ struct PortConfig {
 struct PortStats {
   uint64_t rx_packets = 0, rx_bytes = 0, rx_dropped = 0;
   uint64_t rx_held = 0;       // frames that had to wait for a receive buffer's MISS (counted when they start waiting)
+  uint64_t rx_parked = 0;     // rx_out_of_order: receive buffers set aside for a MISS (each counted once)
+  uint64_t rx_parked_returned = 0;  // ... completed empty when their ring stopped
+  uint64_t rx_parked_lost = 0;      // ... not completed at a stop: the used ring did not translate
   uint64_t tx_packets = 0, tx_bytes = 0, tx_no_mbuf = 0;
   uint64_t bad_chains = 0;    // chains completed empty (virtqueue.h reasons)
   uint64_t ring_misses = 0;   // bursts that found a ring area untranslated
@@ -242,7 +257,7 @@ class Port {
   // One counter block per queue pair: written by its owning lcore with
   // relaxed stores (one writer), read by stats() anywhere.
   struct alignas(64) PairCounters {
-    std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_dropped{0}, rx_held{0};
+    std::atomic<uint64_t> rx_packets{0}, rx_bytes{0}, rx_dropped{0}, rx_held{0}, rx_parked{0};
     std::atomic<uint64_t> tx_packets{0}, tx_bytes{0}, tx_no_mbuf{0};
     std::atomic<uint64_t> bad_chains{0}, ring_misses{0}, interrupts{0}, miss_posts{0};
   };
@@ -253,6 +268,7 @@ class Port {
     std::atomic<uint64_t> misses_sent{0}, misses_deduped{0}, misses_retried{0}, misses_unsent{0}, misses_stale{0};
     std::atomic<uint64_t> misses_held{0};
     std::atomic<uint64_t> iotlb_flushes{0}, sessions{0};
+    std::atomic<uint64_t> rx_parked_returned{0}, rx_parked_lost{0};
   };
 
   // Control side (vhost_user.cpp).

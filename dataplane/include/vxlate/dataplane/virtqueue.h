@@ -75,6 +75,32 @@
 // goes on. An avail index that moves by more than the queue size marks the
 // queue broken (the device needs a reset), as Linux vhost does.
 //
+// Out-of-order completion (park_on_miss; design note). With a device IOTLB
+// a receive buffer the guest just posted at a fresh IOVA misses until the
+// VMM answers the MISS (tens of µs to ms: bench/RESULTS.md, session 22);
+// holding the chain in its ring holds every frame behind it, though the
+// buffers behind it translate. A parked chain is consumed from the avail
+// ring (last_avail() moves past it) but not completed; its head goes into a
+// FIFO of at most size() entries, with the miss and the count of UPDATEs
+// (Device::maps_applied()) its last walk saw. Each pop() first walks again,
+// front to back, the parked chains whose count is older than the one
+// begin() read (an UPDATE came since they missed; a chain given back with
+// give_back() is always walked again), at most once each per burst, so a
+// parked chain costs nothing until an UPDATE may have made it translate,
+// and the FIFO stays ordered by that count (entries go to the back with the
+// newest, given-back ones to the front with none). A walk that misses again
+// parks the chain at the back; a bad one completes it empty, as any bad
+// chain. With the FIFO full a missing chain is held in its ring as without
+// park_on_miss. take_miss() names the misses of the chains a burst parked
+// (up to kMissesKept, each page once); parked_misses() names them again,
+// round robin, for an owner that asks again while they wait. The price is the restart
+// contract: used.idx no longer equals last_avail() while chains are parked,
+// so an owner that stops the queue calls complete_parked() (control side,
+// once no lcore uses the queue), which completes them empty; a front end
+// that resumes from used.idx after a back end that died with chains parked
+// (vhost-user reconnect without GET_VRING_BASE) would be offered completed
+// chains again. Hence off by default (vhost_user.h's PortConfig).
+//
 // Notifications: publish() follows VIRTIO_F_EVENT_IDX (used_event) or the
 // avail ring's NO_INTERRUPT flag and says whether the driver wants an
 // interrupt. A polling device does not want kicks: disable_kicks() sets
@@ -91,6 +117,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "vxlate/common/ids.h"
@@ -141,6 +168,14 @@ struct QueueConfig {
   // which address to ask the VMM for. Without it such a chain is bad
   // (kUnmapped).
   bool hold_on_miss = false;
+  // With hold_on_miss, on a receive queue: a chain that misses is set aside
+  // ("parked") and the queue goes on with the chains behind it, which then
+  // complete before it (out of order: virtio allows it unless IN_ORDER was
+  // negotiated, which this device never offers). See "Out-of-order
+  // completion" below. Off: the chain waits in its ring and so does
+  // everything behind it. Never for a transmit queue: its frames would leave
+  // out of order.
+  bool park_on_miss = false;
   // pop() prefetches the chains after the one it walks (see the design note
   // above). Off saves ~15 ns per chain where the guest's lines are already in
   // this core's cache (bench_virtqueue) and costs the cross-core misses back.
@@ -189,6 +224,8 @@ struct VirtqueueStats {
   uint64_t ring_faults = 0;     // begin() could not translate a ring area
   uint64_t broken = 0;          // the avail index jumped; queue stopped
   uint64_t held = 0;            // pops that left a chain in the ring for a miss (hold_on_miss)
+  uint64_t parked = 0;          // chains set aside for a miss (park_on_miss), each counted once
+  uint64_t parked_returned = 0; // parked chains completed empty by complete_parked()
   std::array<uint64_t, static_cast<size_t>(BadChain::kCount)> bad{};
   uint64_t bad_total() const noexcept {
     uint64_t n = 0;
@@ -202,7 +239,9 @@ class Virtqueue {
   // Control side. The config is checked in begin(), not here: a queue with a
   // bad size or misaligned rings never starts (begin() returns false, counted
   // as a ring fault).
-  Virtqueue(engine::Device& dev, const QueueConfig& cfg) noexcept;
+  // Allocates the parked-chain FIFO (park_on_miss with hold_on_miss and a
+  // valid size): std::bad_alloc.
+  Virtqueue(engine::Device& dev, const QueueConfig& cfg);
 
   // Reader side: finds the ring areas for this burst (kept, or translated
   // again) and reads avail.idx (once: pop() never reads it again). pop() will
@@ -255,11 +294,30 @@ class Virtqueue {
   // the first of them (stats().bad_total() unchanged), else a bad chain would
   // be completed twice.
   void unpop(uint16_t n) noexcept {
+    VXLATE_DCHECK(park_cap_ == 0, "Virtqueue::unpop: a queue that parks chains takes them back with give_back()");
     VXLATE_DCHECK(n <= unpoppable_, "Virtqueue::unpop: more chains than were popped since the last completion");
     VXLATE_DEBUG_ONLY(unpoppable_ = static_cast<uint16_t>(unpoppable_ - n);)
     last_avail_ = static_cast<uint16_t>(last_avail_ - n);
     stats_.chains -= n;
   }
+  // Reader side, for a queue that parks chains (parks()): gives back chains
+  // popped this burst and not pushed, in their order, for the next pop()
+  // (this burst's included) before anything else. Whether or not a bad chain
+  // was completed in between. A chain that finds no room (a hostile driver
+  // that posts one head many times can fill the FIFO) is completed empty.
+  void give_back(const Chain* chains, uint32_t n) noexcept;
+  bool parks() const noexcept { return park_cap_ != 0; }
+  // Owner: chains parked now (consumed from the avail ring, not completed).
+  uint32_t parked() const noexcept { return park_n_; }
+  // Control side, once no reader uses the queue any more (the owner stopped
+  // it): completes every parked chain with length 0 and publishes them, so
+  // that used.idx is last_avail() again for a front end that resumes the
+  // ring (vhost-user's GET_VRING_BASE). The used ring is translated here,
+  // through Device::iotlb_translate() (a device-IOTLB queue) or as is (host
+  // rings); when it does not translate now nothing is written and the chains
+  // stay parked. Returns how many were completed. No interrupt: the ring is
+  // stopping.
+  uint32_t complete_parked() noexcept;
   // Reader side: a used entry for `head` with `len` bytes written. Visible to
   // the driver only after publish().
   void push(uint16_t head, uint32_t len) noexcept;
@@ -281,7 +339,7 @@ class Virtqueue {
   void set_base(uint16_t idx) noexcept { last_avail_ = used_idx_ = idx; }
   // Owner, between bursts (or anyone once the owner stopped): the next avail
   // slot to pop (vhost-user's GET_VRING_BASE). Every chain before it has its
-  // used entry published.
+  // used entry published, except parked ones (complete_parked()).
   uint16_t last_avail() const noexcept { return last_avail_; }
   // Reader side, after begin() (any budget, 0 included): miss-ahead for a
   // hold_on_miss queue. Looks at up to max_chains chains the driver posted
@@ -289,15 +347,25 @@ class Virtqueue {
   // without consuming anything, and writes the addresses that miss into out
   // (at most out.size(); a buffer that misses is skipped, so one chain can
   // name several). Returns how many. 0 for a queue without hold_on_miss.
+  // Parked chains are not looked at (parked_misses()).
   size_t prefetch(uint32_t max_chains, std::span<Miss> out) noexcept;
-  // Owner: the miss this queue ran into since the last call (hold_on_miss),
-  // if any; clears it.
+  // Owner: the oldest miss this queue ran into and not yet taken
+  // (hold_on_miss), if any; clears it. At most kMissesKept are kept (each
+  // page once): a held chain's or ring's, or those of chains parked since.
+  static constexpr size_t kMissesKept = 4;
   bool take_miss(Miss* m) noexcept {
-    if (!has_miss_) return false;
-    *m = miss_;
-    has_miss_ = false;
+    if (nmisses_ == 0) return false;
+    *m = misses_[0];
+    for (size_t i = 1; i < nmisses_; ++i) misses_[i - 1] = misses_[i];
+    --nmisses_;
     return true;
   }
+  // Owner, between bursts: the misses of up to out.size() parked chains,
+  // round robin over the FIFO from where the last call stopped, so that an
+  // owner can ask for each again now and then while it waits (a first ask
+  // may have been lost, or refused while the guest had the page unmapped).
+  // Returns how many.
+  size_t parked_misses(std::span<Miss> out) noexcept;
 
   bool broken() const noexcept { return broken_; }
   const QueueConfig& config() const noexcept { return cfg_; }
@@ -417,9 +485,30 @@ class Virtqueue {
   // chain), the most unpop() may give back.
   uint16_t unpoppable_ = 0;
   bool broken_ = false;
-  bool has_miss_ = false;     // miss_ holds a miss not yet taken
+  std::array<Miss, kMissesKept> misses_{};  // not yet taken, oldest first
+  uint8_t nmisses_ = 0;
   bool walk_missed_ = false;  // the chain being walked ran into a miss
-  Miss miss_{};
+  Miss walk_miss_{};          // its first miss
+  // Parked chains (park_on_miss; see the design note): a FIFO of park_cap_
+  // entries from park_front_, ordered by `gen` (kGivenBack at the front).
+  struct Parked {
+    Miss miss;
+    uint64_t gen;   // maps_applied() + 1 as the chain last missed; kGivenBack: given back
+    uint16_t head;
+  };
+  static constexpr uint64_t kGivenBack = 0;
+  std::unique_ptr<Parked[]> parked_;
+  uint32_t park_cap_ = 0;
+  uint32_t park_front_ = 0;
+  uint32_t park_n_ = 0;
+  uint32_t park_report_ = 0;  // parked_misses()' round robin: entries from the front
+  uint64_t burst_gen_ = 1;    // maps_applied() + 1 as begin() read it (never kGivenBack)
+  Parked& park_at(uint32_t i) noexcept { return parked_[(park_front_ + i) & (park_cap_ - 1)]; }
+  void park_back(uint16_t head, const Miss& m) noexcept {
+    park_at(park_n_++) = Parked{m, burst_gen_, head};
+  }
+  // The parked chains' pass of pop(): true with *c when one walks good now.
+  bool pop_parked(Chain* c) noexcept;
   // prefetch(): the next avail slot to look at, and where misses go while it runs.
   uint16_t scan_ = 0;
   std::span<Miss> collect_;

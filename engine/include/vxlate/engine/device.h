@@ -373,6 +373,22 @@ class Device {
   // Control side: whether a cached entry of `ep` translates `iova` for
   // `access` (pagetable::Perm bits) now: a MISS for it would be stale.
   bool iotlb_maps(EndpointId ep, uint64_t iova, uint8_t access) const noexcept;
+  // Control side: [iova, iova + len) of `ep` through the cached entries to
+  // host memory for `access`, when one entry and one memory region hold all
+  // of it (a ring area the control side writes once its lcores stopped:
+  // vhost_user.h's receive chains completed out of order). OK; FAULT when
+  // some byte is not cached with that access or its memory is not one region;
+  // INVAL for len 0 or a range that wraps.
+  Status iotlb_translate(EndpointId ep, uint64_t iova, uint64_t len, uint8_t access, Segment* out) const noexcept;
+  // Reader side: a count of the mappings added so far (virtio-iommu MAPs,
+  // device-IOTLB UPDATEs). A reader that kept something back for a miss (a
+  // receive chain parked out of order) looks again only once it moved: in a
+  // device IOTLB an UPDATE is the only way a miss can start to translate.
+  uint64_t maps_applied() const noexcept {
+    // acquire: pairs with the release increment after the mapping's
+    // page-table entries were published: a reader that sees the count sees them.
+    return maps_applied_.load(std::memory_order_acquire);
+  }
 
   // The IOTLB: its reader side (online/quiescent/offline) is how data-plane
   // lcores take part in this Device's grace periods.
@@ -461,6 +477,7 @@ class Device {
   MemTable mem_;
   FaultEvents faults_;
   std::atomic<uint8_t> bypass_{0};  // the config byte; relaxed: a plain flag, ordered by the grace period in write_bypass()
+  std::atomic<uint64_t> maps_applied_{0};  // maps_applied(); written by the control side only
 };
 
 inline void Device::Burst::begin(Device& dev, uint32_t reader, EndpointId ep) noexcept {
