@@ -175,7 +175,7 @@ struct Recycler {
 };
 
 void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead, uint32_t burst = kQueue,
-                    uint32_t recycles = 0) {
+                    uint32_t recycles = 0, bool hold = false) {
   GuestMemory mem(kGpaBase, 16 << 20);
   Rcu rcu(1);
   Device dev(vxlate::engine::Config{}, rcu, 4096);
@@ -213,6 +213,7 @@ void BM_VirtqueueTx(benchmark::State& state, bool iommu, bool lookahead, uint32_
   q.publish();
   vxlate::dataplane::QueueConfig cfg = q.device_config(iommu, EndpointId{kEndpoint});
   cfg.lookahead = lookahead;
+  cfg.hold_on_miss = hold;  // the vhost-user back end's device-IOTLB queues
   Virtqueue vq(dev, cfg);
   const uint32_t reader = rcu.register_reader();
   dev.iotlb().online(reader);
@@ -258,6 +259,7 @@ BENCHMARK_CAPTURE(BM_VirtqueueTx, gpa_burst1, false, true, 1);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_burst1, true, true, 1);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_recycle4, true, true, kQueue, 4);
 BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_recycle16, true, true, kQueue, 16);
+BENCHMARK_CAPTURE(BM_VirtqueueTx, iova_hold, true, true, kQueue, 0, true);
 
 // BM_IommuQueuesIdlePoll/<readers>: one IommuQueues::poll() of a device
 // whose request and event queues are empty, in a Device whose Rcu has room
