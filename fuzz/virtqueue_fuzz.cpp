@@ -25,11 +25,16 @@
 //                   self_reader (Device::handle_burst, IommuQueues::poll)
 //        bit 2      max_chain_bytes in units of 256 B
 //        bit 3      max_chain_descs in units of 16 (so past kMaxChainDescs)
+//        bit 4      hold_on_miss: a buffer or indirect table that does not
+//                   translate (a FAULT) is a miss, not a bad chain (in effect
+//                   with ACCESS_PLATFORM only)
+//        bit 5      park_on_miss (in effect with bit 4, ACCESS_PLATFORM and a
+//                   valid size: Virtqueue::parks())
 //     h2..h3        max_chain_bytes (u16 LE; 0: no limit)
 //     h4            max_chain_descs (0: kMaxChainDescs)
 //     h5..h10       custom desc, avail, used offsets in guest memory (u16 LE
 //                   each, any alignment)
-//   then steps [op][args]; op & 15 selects (13..15 are POP too), u16/u32 LE:
+//   then steps [op][args]; op & 15 selects (13, 14 are POP too), u16/u32 LE:
 //     0 WRITE     [off u16][n u8][n bytes]  raw bytes into guest memory (gpa
 //                 offsets, wrapping at kMemBytes; a hole swallows them)
 //     1 DESC      [tgt u8][i u16][fl u8][aoff u16][len u32][next u16]
@@ -53,7 +58,10 @@
 //                 writable_bytes; bit 2: touch the segments first (read the
 //                 readable ones, fill the writable ones with arg's low byte);
 //                 bit 3: repeat until pop() returns false
-//     6 UNPOP     [n u8]  unpop() up to n chains, as many as the contract allows
+//     6 UNPOP     [n u8]  unpop() up to n chains, as many as the contract allows;
+//                 on a queue that parks, give_back() of k = min(n & 0x7f, held)
+//                 of the chains popped this burst and not pushed (POP's act
+//                 2): n bit 7, the first k of them, else the last k
 //     7 END       complete held chains, publish(), check the burst
 //     8 KICKS     [b u8]  b & 1: enable_kicks(), else disable_kicks()
 //     9 MAP       [dom u8][page u16][n u8][gpa_page u8][perm u8]  a MAP of
@@ -68,9 +76,13 @@
 //                 bit 4: a busy caller, with request batching on from then on
 //                 (min 4, max_wait 0: a request is held for one poll at most);
 //                 bit 5: the driver kicked (notify()) first
-//   POP, UNPOP and KICKS outside a burst, and control steps inside one
-//   (which first end it), follow the threading contract: the harness is the
-//   one lcore that owns the queue and, between its bursts, the control thread.
+//    15 COMPLETE_PARKED  complete_parked(), as the control side of a stopped
+//                 queue; op bit 4: parked_misses() instead, with room for
+//                 op >> 5 misses (0: one per parked chain)
+//   POP, UNPOP and KICKS outside a burst are ignored, and control steps
+//   (MAP .. POLL, COMPLETE_PARKED) inside one first end it, as the threading
+//   contract has it: the harness is the one lcore that owns the queue and,
+//   between its bursts, the control thread.
 //
 // Checked after every call, trapping on the first violation (virtqueue.h's
 // bounded-work promise and the Chain contract):
@@ -79,16 +91,54 @@
 //     guest memory; segment lengths add up to readable_bytes and
 //     writable_bytes; their sum <= max_chain_bytes when set;
 //   - per pop(): stats().chains moves by exactly the good chain returned;
-//     stats().used does not move before publish();
+//     stats().used does not move before publish(); with the rings in view,
+//     the avail slots it consumed hold exactly as many out-of-range heads as
+//     it skipped, the last one the returned chain's head (unless it came from
+//     the FIFO), and the bad chains it completed on the way are, in order,
+//     among their heads;
+//   - hold_on_miss and parking, per pop() (F: parked(), P: Δstats().parked,
+//     H: Δstats().held): H <= 1, only on a queue that holds, and then pop()
+//     returns false and, on a queue that parks, F = size; P and F stay 0
+//     unless the queue parks; F <= size. The chains that left the FIFO,
+//     F_before + P - F_after, are the bad ones it completed, or one more, and
+//     then the chain returned is the FIFO's and no avail slot was consumed;
+//     else pop() consumed good + bad (skipped heads included) + P avail
+//     slots (a held chain none). The harness bounds the budget left and the
+//     FIFO's front that a pop() may walk again (all parked chains after a
+//     MAP moved maps_applied(), given-back ones always, none parked in this
+//     burst; each walk costs a unit of budget): pop() leaves the FIFO no more
+//     chains than that, walks avail slots only once it is walked, stops with
+//     slots left only without budget, and walks nothing after a held chain.
+//     So a parked chain is walked (and returned) at most once a burst unless
+//     given back. With the rings in view the harness keeps the multiset of
+//     parked heads: a chain pop() takes from the FIFO, good or bad, and every
+//     entry complete_parked() writes, is one of them;
+//   - give_back() of k chains: F grows by min(k, size - F), stats().chains
+//     drops by k, the others are completed (len 0, their heads, last first)
+//     and counted as kLoop;
+//   - complete_parked(): completes all parked chains or none, all with the
+//     rings in view (the used ring is then where window A maps it, so it
+//     translates): Δused = Δparked_returned = their number, no other
+//     counter moves, the entries (head, 0) are the parked heads and used.idx
+//     moves by that; parked_misses(): min(room, F - given-back chains) misses,
+//     each for a read or a write;
+//   - after every burst the harness drains take_miss(): at most
+//     kMissesKept, each page and access once, none unless the queue holds,
+//     at least one after a burst that parked or held a chain;
 //   - per burst (B: the budget, S: avail slots pop() consumed, re-pops of
-//     unpopped chains included; U: chains unpopped): S <= B; S - U <= the
-//     available() that begin() saw <= size; Δdescs <= S x the descriptor cap;
-//     Δtranslations <= 3 + S x (kMaxChainSegs + 1); Δchains + Δbad_total =
-//     S - U; Δused = entries pushed (the harness's, refused ones and bad
-//     chains pop() completed) = Δchains + Δbad_total - Δbad[kHeadRange];
+//     unpopped chains included; U: chains unpopped; R: walks of parked
+//     chains, at most; H: chains held; ΔF: Δparked()): S <= B; S - U <= the
+//     available() that begin() saw <= size; Δdescs <= (S + R + H) x the
+//     descriptor cap; Δtranslations <= 3 + (S + R + H) x (kMaxChainSegs + 1);
+//     Δchains + Δbad_total + ΔF = S - U; Δused = entries pushed (the
+//     harness's, refused ones, bad chains pop() completed, parked ones too,
+//     given-back ones without room) = Δchains + Δbad_total - Δbad[kHeadRange];
 //     Δinterrupts = publish()'s answer; every counter only grows; a failed
 //     begin() counts exactly one ring fault or break (none when already
-//     broken) and pops nothing;
+//     broken) and pops nothing; last_avail() is the harness's next slot;
+//     every slot consumed is completed, parked or a skipped head: used.idx +
+//     parked() + heads skipped = slots consumed, as the harness counts them,
+//     after every burst and complete_parked();
 //   - when the rings are aligned, disjoint, contiguous in host memory and
 //     where the harness placed them (ring view): begin() succeeds exactly when
 //     avail.idx moved by at most size since the last slot consumed, and
@@ -103,8 +153,9 @@
 //
 // With VXLATE_DEBUG_CHECKS (scripts/fuzz.sh) the library's own contract
 // checks also hold the harness to the API: unpop() only of chains popped since
-// the last completion, an online reader in every burst, no quiescent report
-// inside one.
+// the last completion and never on a queue that parks, give_back() only on
+// one, complete_parked() only after publish(), an online reader in every
+// burst, no quiescent report inside one.
 //
 // Seeds: fuzz/gen_virtqueue_corpus.py writes fuzz/corpus/virtqueue/ in this
 // format. VQFUZZ_TRACE=1 prints one line per burst and poll on stderr.
@@ -265,7 +316,14 @@ struct Burst {
   uint64_t unpopped = 0;  // U
   uint64_t pushed = 0;    // used entries written since begin(), by anyone
   uint16_t unpoppable = 0;
-  std::vector<Chain> held;
+  std::vector<Chain> held;  // popped, not pushed yet (POP's act 2)
+  uint32_t parked_before = 0;  // parked() at begin()
+  // The queue's budget left, as far as the harness can tell (a pop() that
+  // returns a parked chain may have walked others, which missed again, first).
+  uint64_t budget_lo = 0, budget_hi = 0;
+  uint64_t rewalks = 0;     // walks of parked chains (R), at most
+  uint64_t held_walks = 0;  // chains left in their ring for a miss (H)
+  uint64_t missed = 0;      // chains parked or held
 };
 
 class Run {
@@ -298,8 +356,15 @@ class Run {
     q.ep = EndpointId{kEndpoint};
     q.max_chain_bytes = uint32_t{le16(hdr + 2)} << ((hdr[1] & 4) ? 8 : 0);
     q.max_chain_descs = uint32_t{hdr[4]} * ((hdr[1] & 8) ? 16 : 1);
+    q.hold_on_miss = (hdr[1] & 0x10) != 0;
+    q.park_on_miss = (hdr[1] & 0x20) != 0;
     vq_.emplace(dev_, q);
     size_ = q.size;
+    // Misses exist only where buffers are IOVAs; parking needs a FIFO.
+    holds_ = q.hold_on_miss && ap_;
+    parks_ = holds_ && q.park_on_miss && valid_queue_size(size_);
+    FUZZ_CHECK(vq_->parks() == parks_);
+    if (parks_) fifo_heads_.assign(size_, 0);
     max_descs_ = q.max_chain_descs == 0 ? kMaxChainDescs : std::min(q.max_chain_descs, kMaxChainDescs);
     make_ring_view();
   }
@@ -407,6 +472,9 @@ class Run {
   void pop_step(uint8_t act, uint16_t arg);
   bool pop_one(uint8_t act, uint16_t arg);
   void unpop(uint8_t n);
+  void give_back(uint8_t n);
+  void complete_parked();
+  void parked_misses(uint32_t room);
   void end_burst();
   void kicks(bool enable);
   void poll(uint8_t op);
@@ -414,6 +482,48 @@ class Run {
   void check_entry(uint16_t pos, uint16_t head, uint32_t len, bool exact) const;
   void push(const Chain& c, uint32_t len);
   void touch(const Chain& c, uint8_t fill);
+  // The next avail slot pop() walks, as the harness counts.
+  uint16_t next_slot() const {
+    return static_cast<uint16_t>(last_avail_ + burst_->consumed - burst_->unpopped);
+  }
+  // The used entry `pos` entries after the last published one.
+  VirtqUsedElem entry(uint64_t pos) const {
+    return used_.ring(static_cast<uint16_t>(used_idx_ + pos) & (size_ - 1));
+  }
+  // The multiset of parked heads (while heads_known_).
+  void fifo_add(uint16_t head) {
+    FUZZ_CHECK(head < size_);
+    ++fifo_heads_[head];
+    ++fifo_known_;
+  }
+  void fifo_take(uint16_t head) {
+    FUZZ_CHECK(head < size_ && fifo_heads_[head] != 0);
+    --fifo_heads_[head];
+    --fifo_known_;
+  }
+  // After a step that may have changed parked(): the harness's bounds and
+  // multiset against it; an empty FIFO is known again.
+  void sync_fifo() {
+    const uint32_t f = vq_->parked();
+    FUZZ_CHECK(f <= (parks_ ? size_ : 0u));
+    if (f == 0) {
+      if (!heads_known_) std::fill(fifo_heads_.begin(), fifo_heads_.end(), 0u);
+      heads_known_ = true;
+      fifo_known_ = 0;
+    }
+    if (heads_known_) FUZZ_CHECK(fifo_known_ == f);
+    // Those pop() may walk again are a front part of the FIFO, the given-back
+    // ones a front part of those.
+    elig_hi_ = std::min<uint64_t>(elig_hi_, f);
+    elig_lo_ = std::min(elig_lo_, elig_hi_);
+    given_hi_ = std::min(given_hi_, elig_hi_);
+    given_lo_ = std::min(given_lo_, given_hi_);
+  }
+  // Every avail slot consumed is completed, parked or a skipped head.
+  void check_slots() const {
+    FUZZ_CHECK(vq_->last_avail() == last_avail_);
+    FUZZ_CHECK(static_cast<uint16_t>(used_idx_ + vq_->parked() + skipped_) == last_avail_);
+  }
 
   Harness& h_;
   engine::Device dev_;
@@ -422,6 +532,8 @@ class Run {
   bool ap_ = false;
   bool swapped_ = false;
   bool self_control_ = false;
+  bool holds_ = false;  // hold_on_miss in effect
+  bool parks_ = false;  // Virtqueue::parks()
   bool online_ = false;
   uint32_t size_ = 0;
   uint32_t max_descs_ = 0;
@@ -433,7 +545,22 @@ class Run {
   uint16_t driver_idx_[3] = {};  // the driver's avail.idx per queue
   uint16_t last_avail_ = 0;      // the next avail slot, as the harness counts
   uint16_t used_idx_ = 0;        // used.idx as published, as the harness counts
+  uint16_t skipped_ = 0;         // avail slots consumed with a head out of range
   uint32_t bursts_ = 0;
+  // Parked chains (a queue that parks). gen_: maps_applied() + 1 at the last
+  // begin() that succeeded. elig_*: bounds on how many parked chains, at the
+  // FIFO's front, the next pop() may walk again (those that missed before
+  // gen_, and the given-back ones, given_*, at the very front).
+  uint64_t gen_ = 0;
+  uint64_t elig_lo_ = 0, elig_hi_ = 0;
+  uint64_t given_lo_ = 0, given_hi_ = 0;
+  // Parked heads, a count per head, while the harness can tell them (rings in
+  // view at every pop() that parked or unparked a chain).
+  bool heads_known_ = true;
+  std::vector<uint32_t> fifo_heads_;
+  uint32_t fifo_known_ = 0;
+  std::vector<uint16_t> slot_heads_;  // pop_one()'s scratch
+  std::vector<Miss> misses_;          // parked_misses()' scratch
 
   // The burst in progress.
   std::optional<Burst> burst_;
@@ -528,10 +655,17 @@ void Run::begin_burst(uint32_t budget) {
   b.budget = budget;
   b.before = vq_->stats();
   b.broken_before = vq_->broken();
+  b.parked_before = vq_->parked();
   const uint16_t idx = view() ? load16(avail_.idx(), std::memory_order_relaxed) : 0;
+  const uint64_t gen = dev_.maps_applied() + 1;
   b.began = vq_->begin(h_.reader, budget);
   const VirtqueueStats& s = vq_->stats();
+  FUZZ_CHECK(vq_->parked() == b.parked_before && s.parked == b.before.parked && s.held == b.before.held);
   if (b.began) {
+    b.budget_lo = b.budget_hi = budget;
+    // A MAP since the last burst: every parked chain may translate now.
+    if (gen != gen_) elig_lo_ = elig_hi_ = b.parked_before;
+    gen_ = gen;
     b.available = vq_->available();
     FUZZ_CHECK(b.available <= size_);
     FUZZ_CHECK(s.ring_faults == b.before.ring_faults && s.broken == b.before.broken && !vq_->broken());

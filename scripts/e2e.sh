@@ -15,6 +15,10 @@
 #           queue 1, steered with XPS)
 #   lazy    iommu.strict=0, caching-mode=off (with caching-mode=on a 6.1
 #           guest forces strict), 1 queue pair
+#   ooo     as strict, with the switch completing receive buffers out of
+#           order (--vhost-user PATH,rx-out-of-order): a real virtio-net
+#           driver takes used buffers in any order and the empty ones a
+#           stop returns
 #   each: E2E_VM_PINGS pings, then `seq 1 E2E_VM_LINES` guest -> host and
 #   host -> guest over TCP, md5 printed at both ends and compared;
 #   testpmd the same guest (strict, pings only) against dpdk-testpmd's
@@ -26,11 +30,13 @@
 # nothing (dropped, drop_down, drop_no_room on every port, guest_rx_dropped),
 # refused no message and exited 0; in the 2-pair run the guest enabled 2 pairs
 # and both carried frames from the guest (q0_rx_packets, q1_rx_packets); the
-# guest's log shows DMA remapping enabled, ATS enabled and no DMA fault; QEMU
+# guest's log shows DMA remapping enabled, ATS enabled and no DMA fault; in
+# the ooo run the switch set receive buffers aside (rx_buffers_parked > 0)
+# and lost none at a stop (rx_parked_lost = 0); QEMU
 # exited 0 after the guest finished; after QEMU quit the switch holds no fd and
 # no memfd mapping more than before QEMU started (/proc/PID/fd, /proc/PID/maps).
 # The last line is
-#   e2e: strict pings A/B lazy pings C/D transfer ok|FAILED invalidations N misses M miss-drops vxlate X net_vhost Y
+#   e2e: strict pings A/B lazy pings C/D ooo pings E/F transfer ok|FAILED invalidations N misses M miss-drops vxlate X net_vhost Y
 # (N, M: the vxlate runs' INVALIDATEs and MISSes sent; X: frames vxlate
 # dropped, Y: frames testpmd dropped on its net_vhost port) and it exits 0
 # only when everything above held (77: skipped, needs root and /dev/net/tun).
@@ -52,8 +58,11 @@
 #   E2E_VM_TESTPMD      0: skip the testpmd run [1]
 #   E2E_VM_SMP          guest CPUs in every run [the run's queue pairs]
 #   E2E_VM_TIMEOUT      seconds one guest may run [180]
-#   E2E_VM_RUNS         which runs, in order ["strict lazy testpmd"]; leaving
-#                       out strict or lazy fails the test (for debugging)
+#   E2E_VM_PORTOPT      appended to vxlate-switch's --vhost-user argument in
+#                       the strict and lazy runs [none]
+#   E2E_VM_RUNS         which runs, in order ["strict lazy ooo testpmd"];
+#                       leaving out strict or lazy fails the test (for
+#                       debugging)
 #   E2E_VM_STRACE=1     strace QEMU's socket I/O into NAME-qemu.strace (decode
 #                       with scripts/vu_strace_decode.py)
 #   E2E_KEEP=1          keep the work directory (logs) after a pass
@@ -76,7 +85,10 @@ CM_STRICT=${E2E_VM_CMODE_STRICT:-on}
 CM_LAZY=${E2E_VM_CMODE_LAZY:-off}
 DO_TP=${E2E_VM_TESTPMD:-1}
 VM_TMO=${E2E_VM_TIMEOUT:-180}
-RUNS=${E2E_VM_RUNS:-strict lazy testpmd}
+RUNS=${E2E_VM_RUNS:-strict lazy ooo testpmd}
+# The vxlate runs, each with transfers.
+XFER_WANT=0
+for r in $RUNS; do [[ $r == testpmd ]] || XFER_WANT=$((XFER_WANT + 1)); done
 HOST_IP=10.9.0.1
 GUEST_IP=10.9.0.2
 PORT_UP=5001     # guest -> host
@@ -132,13 +144,13 @@ e2e_log "guest: $(tr '\n' ' ' < "$GUEST/kernel.txt")"
 
 FAILS=()       # what did not hold, for vxlate
 SUM_INV=0 SUM_MISS=0 SUM_DROP=0 XFER_OK=1 XFER_RUNS=0 ALL_RUN=0 R_testpmd_drops=-
-R_strict_pings=0/0 R_lazy_pings=0/0 R_testpmd_pings=-
+R_strict_pings=0/0 R_lazy_pings=0/0 R_ooo_pings=- R_testpmd_pings=-
 # The last line (also after a failure that ended the test early).
 final_line() {
   local x=FAILED
-  [ "$XFER_OK" = 1 ] && [ "$XFER_RUNS" = 2 ] && x=ok
+  [ "$XFER_OK" = 1 ] && [ "$XFER_RUNS" = "$XFER_WANT" ] && x=ok
   [ "$ALL_RUN" = 1 ] || echo "e2e: stopped early after $(e2e_elapsed)s"
-  echo "e2e: strict pings $R_strict_pings lazy pings $R_lazy_pings transfer $x invalidations $SUM_INV misses $SUM_MISS miss-drops vxlate $SUM_DROP net_vhost $R_testpmd_drops"
+  echo "e2e: strict pings $R_strict_pings lazy pings $R_lazy_pings ooo pings $R_ooo_pings transfer $x invalidations $SUM_INV misses $SUM_MISS miss-drops vxlate $SUM_DROP net_vhost $R_testpmd_drops"
 }
 fail_later() { FAILS+=("$*"); e2e_log "NOT OK: $*"; }
 
@@ -163,11 +175,12 @@ PY
 # con LOG KEY FIELD: FIELD=value of the last console line "VXVM-KEY ...".
 con() { grep -a "VXVM-$2 " "$1" 2>/dev/null | tail -1 | tr ' \r' '\n\n' | sed -n "s/^$3=//p" | tail -1; }
 
-# run_vm NAME ENGINE MODE QUEUES CMODE XFER: one guest, start to finish.
-#   ENGINE vxlate|testpmd, MODE strict|lazy, XFER 1: transfers too.
+# run_vm NAME ENGINE MODE QUEUES CMODE XFER [PORTOPT]: one guest, start to
+#   finish. ENGINE vxlate|testpmd, MODE strict|lazy, XFER 1: transfers too,
+#   PORTOPT: appended to the switch's --vhost-user argument.
 # Sets R_<NAME>_* (pings, policy, ...) for the summary.
 run_vm() {
-  local name=$1 engine=$2 mode=$3 queues=$4 cmode=$5 xfer=$6
+  local name=$1 engine=$2 mode=$3 queues=$4 cmode=$5 xfer=$6 portopt=${7-${E2E_VM_PORTOPT:-}}
   local strict=1 smp=1 sock=$W/$name.sock tap ns tag
   [ "$mode" = lazy ] && strict=0
   ((queues > 1)) && smp=$queues
@@ -182,7 +195,7 @@ run_vm() {
   local be bepid
   if [ "$engine" = vxlate ]; then
     E2E_PROC_LIMIT=$((VM_TMO + 60)) e2e_spawn be "$log-switch.log" "$SWITCH" "${SW_EAL[@]}" --file-prefix "$tag" \
-      --vdev "net_tap0,iface=$tap" -- --vhost-user "$sock,queues=$queues" --xconnect --stats 2 --json
+      --vdev "net_tap0,iface=$tap" -- --vhost-user "$sock,queues=$queues$portopt" --xconnect --stats 2 --json
   else
     tp_open 7 "$W/$name.fifo"
     E2E_STDIN=$W/$name.fifo E2E_PROC_LIMIT=$((VM_TMO + 60)) e2e_spawn be "$log-testpmd.log" stdbuf -oL "$TESTPMD" \
@@ -309,14 +322,15 @@ PY
   declare -A c=()
   for k in iotlb_updates iotlb_invalidates misses_sent frames_held_for_miss ring_misses dropped drop_down drop_no_room \
            guest_rx_dropped refused iotlb_updates_refused bad_chains messages connects disconnects rx_packets tx_packets \
-           invalidate_ack_ns_max iotlb_hits iotlb_lookups q0_rx_packets q0_tx_packets q1_rx_packets q1_tx_packets; do
+           invalidate_ack_ns_max iotlb_hits iotlb_lookups q0_rx_packets q0_tx_packets q1_rx_packets q1_tx_packets \
+           rx_buffers_parked rx_parked_returned rx_parked_lost; do
     c[$k]=$(jv "$js" vhost-user "$k")
   done
   local tdrop tdown tnoroom
   tdrop=$(jv "$js" ethdev dropped); tdown=$(jv "$js" ethdev drop_down); tnoroom=$(jv "$js" ethdev drop_no_room)
   for k in iotlb_updates iotlb_invalidates misses_sent frames_held_for_miss ring_misses dropped drop_down guest_rx_dropped \
            refused iotlb_updates_refused rx_packets tx_packets invalidate_ack_ns_max q0_rx_packets q0_tx_packets \
-           q1_rx_packets q1_tx_packets; do
+           q1_rx_packets q1_tx_packets rx_buffers_parked rx_parked_returned rx_parked_lost; do
     [ "${c[$k]}" = "?" ] && [[ $k == q1_* ]] && continue
     summary+=" $k=${c[$k]}"
   done
@@ -361,9 +375,13 @@ PY
   for k in iotlb_updates iotlb_invalidates misses_sent; do
     [[ ${c[$k]} =~ ^[0-9]+$ ]] && [ "${c[$k]}" -gt 0 ] || fail_later "$name: $k=${c[$k]} (want > 0)"
   done
-  for k in dropped drop_down drop_no_room guest_rx_dropped refused iotlb_updates_refused bad_chains; do
+  for k in dropped drop_down drop_no_room guest_rx_dropped refused iotlb_updates_refused bad_chains rx_parked_lost; do
     [ "${c[$k]}" = 0 ] || fail_later "$name: vhost-user port $k=${c[$k]} (want 0)"
   done
+  if [[ $portopt == *rx-out-of-order* ]]; then
+    [[ ${c[rx_buffers_parked]} =~ ^[0-9]+$ ]] && [ "${c[rx_buffers_parked]}" -gt 0 ] ||
+      fail_later "$name: rx_buffers_parked=${c[rx_buffers_parked]} with rx-out-of-order (want > 0)"
+  fi
   [ "$tdrop" = 0 ] && [ "$tdown" = 0 ] && [ "$tnoroom" = 0 ] ||
     fail_later "$name: tap port dropped=$tdrop drop_down=$tdown drop_no_room=$tnoroom (want 0)"
   if ((queues > 1)); then
@@ -388,6 +406,7 @@ for r in $RUNS; do
   case $r in
     strict) run_vm strict vxlate strict "$Q_STRICT" "$CM_STRICT" 1 ;;
     lazy) run_vm lazy vxlate lazy "$Q_LAZY" "$CM_LAZY" 1 ;;
+    ooo) run_vm ooo vxlate strict "$Q_STRICT" "$CM_STRICT" 1 ",rx-out-of-order" ;;
     testpmd) [ "$DO_TP" = 1 ] && run_vm testpmd testpmd strict 1 on 0 ;;
     *) e2e_fail "E2E_VM_RUNS: unknown run $r" ;;
   esac
