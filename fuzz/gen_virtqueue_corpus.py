@@ -5,7 +5,10 @@ Each seed is virtqueue_fuzz's input format (see fuzz/virtqueue_fuzz.cpp): an
 11-byte header, then steps [op][args]. The seeds are a driver's ordinary
 traffic (direct and indirect chains, the virtio-iommu queues) and the hostile
 shapes the bounded-work promise is about: loops, zero-length runs, giant
-lengths, avail index jumps and races, IOVA holes, overlapping rings.
+lengths, avail index jumps and races, IOVA holes, overlapping rings; and
+chains that miss in window B with hold_on_miss and park_on_miss: held in
+their ring, or parked while the chains behind them go on, walked again after
+a MAP, given back, completed by complete_parked().
 
 Usage: fuzz/gen_virtqueue_corpus.py [OUTDIR]
 """
@@ -15,11 +18,13 @@ import sys
 
 # Header bits (Run::Run in virtqueue_fuzz.cpp).
 INDIRECT, EVENT_IDX, AP, CUSTOM = 0x10, 0x20, 0x40, 0x80
-SWAPPED, SELF_CONTROL, BYTES_X256, DESCS_X16 = 1, 2, 4, 8
+SWAPPED, SELF_CONTROL, BYTES_X256, DESCS_X16, HOLD_ON_MISS, PARK_ON_MISS = 1, 2, 4, 8, 0x10, 0x20
 SIZE_0, SIZE_6, SIZE_32768 = 12, 13, 14
 
 # Steps.
 WRITE, DESC, AVAIL, AVAIL_IDX, BEGIN, POP, UNPOP, END, KICKS, MAP, UNMAP, ATTACH, POLL = range(13)
+COMPLETE_PARKED = 15
+PARKED_MISSES = 15 | 0x10  # room: (op >> 5), 0: one per parked chain
 # Descriptor flags and address windows (DESC's fl byte).
 N, W, I = 1, 2, 4
 WIN_MEM, WIN_B, WIN_WRAP, WIN_ZERO = 0x00, 0x10, 0x20, 0x30
@@ -75,6 +80,11 @@ def unpop(n):
     return bytes([UNPOP, n])
 
 
+def give_back(n, first=False):
+    """UNPOP on a queue that parks: the last (or first) n chains held."""
+    return bytes([UNPOP, (0x80 if first else 0) | n])
+
+
 def end():
     return bytes([END])
 
@@ -97,6 +107,14 @@ def attach(dom=0, detach=False):
 
 def poll():
     return bytes([POLL])
+
+
+def complete_parked():
+    return bytes([COMPLETE_PARKED])
+
+
+def parked_misses(room=0):
+    return bytes([PARKED_MISSES | room << 5])
 
 
 def burst(budget=ALL, act=PUSH_ALL | DRAIN, arg=0):
@@ -172,6 +190,50 @@ def seeds():
     # that reaches the cap inside a 1024-entry indirect table.
     s["big_queue"] = (header(10, INDIRECT) + desc(5, BUF, 0, N, 5) + desc(6, BUF, 0, N, 7) +
                       desc(7, TABLE, 16 * 1024, I) + slot_desc(TABLE, BUF, 0, N, 0) + avail(5) + avail(6) + burst())
+    # hold_on_miss without parking: a receive chain whose buffer misses in
+    # window B (empty) waits in its ring, and the chain behind it too, until a
+    # MAP of that page.
+    miss0 = desc(0, 0x0000, 0x100, W, 0, win=WIN_B)
+    parks = HOLD_ON_MISS | PARK_ON_MISS
+    good12 = desc(1, BUF, 64, W) + desc(2, BUF + 0x100, 64, W)
+    s["hold_miss"] = (header(3, AP, HOLD_ON_MISS) + miss0 + good12 + avail(0) + avail(1) + burst() + burst() +
+                      map_(0, 1, 8) + burst() + avail(2) + burst())
+    # Parking: the missing chain is set aside, the two behind it complete; it
+    # is not walked again until a MAP (of another page first: it misses
+    # again), then completes, out of order.
+    s["park_map"] = (header(3, AP, parks) + miss0 + good12 + avail(0) + avail(1) + avail(2) + burst() +
+                     parked_misses() + burst() + map_(4, 1, 9) + burst() + map_(0, 1, 8) + avail(1) + burst())
+    # Giving back: hold what pop() returns (the chain parked before it
+    # included, once a MAP made it translate), give back the last one and then
+    # the first two, pop them again in the same burst.
+    s["park_give_back"] = (header(3, AP, parks) + miss0 + good12 + avail(0) + avail(1) + avail(2) + burst() +
+                           map_(0, 1, 8) + avail(1) + avail(2) + begin() + pop(HOLD | DRAIN) + give_back(1) +
+                           pop(HOLD) + give_back(2, True) + pop(PUSH_ALL | DRAIN) + end())
+    # complete_parked(): two chains parked (a miss in window B, a write to a
+    # read-only page), the queue stopped, their used entries written; then
+    # the ring goes on.
+    ro = map_(2, 1, 9, READ) + desc(3, 0x2000, 0x40, W, 0, win=WIN_B)
+    s["park_complete"] = (header(3, AP | EVENT_IDX, parks) + miss0 + good12 + ro + avail(0) + avail(3) +
+                          avail(1) + burst() + parked_misses(1) + parked_misses() + complete_parked() +
+                          avail(0) + avail(2) + burst() + complete_parked())
+    # A full FIFO (size 2): the third missing chain is held in its ring; after
+    # a MAP the parked ones and the held one all complete, the budget of one
+    # burst spent on walking them again first.
+    s["park_full"] = (header(1, AP, parks) + desc(0, 0x0000, 0x10, W, 0, win=WIN_B) +
+                      desc(1, 0x0100, 0x10, W, 0, win=WIN_B) + avail(0) + avail(1) + burst() + avail(0) + burst() +
+                      burst() + map_(0, 1, 8) + burst(2) + burst() + burst())
+    # Size 2, head 0 posted twice while it misses: the FIFO is full, so the
+    # two chains given back find no room (completed empty, as loops); with
+    # the used ring unmapped from window A complete_parked() writes nothing,
+    # after a MAP of it again it completes both.
+    s["park_overflow"] = (header(1, AP, parks) + desc(0, 0x0000, 0x10, W, 0, win=WIN_B) +
+                          desc(1, BUF, 0x10, W) + avail(0) + avail(0) + burst() + avail(1) + avail(1) + begin() +
+                          pop(HOLD | DRAIN) + give_back(2) + end() + unmap(WIN_A, 16) + complete_parked() +
+                          map_(WIN_A | 5, 3, 5) + complete_parked())
+    # A parked chain the guest rewrites into a bad one (INDIRECT without the
+    # feature): walked again after a MAP, completed empty.
+    s["park_turns_bad"] = (header(3, AP, parks) + miss0 + good12 + avail(0) + avail(1) + burst() +
+                           desc(0, TABLE, 16, I) + map_(6, 1, 10) + avail(2) + burst())
     return s
 
 

@@ -108,7 +108,9 @@
 //     MAP moved maps_applied(), given-back ones always, none parked in this
 //     burst; each walk costs a unit of budget): pop() leaves the FIFO no more
 //     chains than that, walks avail slots only once it is walked, stops with
-//     slots left only without budget, and walks nothing after a held chain.
+//     slots left only without budget, and walks nothing after a held chain;
+//     once the burst has written a queue's worth of used entries (reachable
+//     with parking only when the driver posts heads twice) pop() does nothing.
 //     So a parked chain is walked (and returned) at most once a burst unless
 //     given back. With the rings in view the harness keeps the multiset of
 //     parked heads: a chain pop() takes from the FIFO, good or bad, and every
@@ -116,12 +118,12 @@
 //   - give_back() of k chains: F grows by min(k, size - F), stats().chains
 //     drops by k, the others are completed (len 0, their heads, last first)
 //     and counted as kLoop;
-//   - complete_parked(): completes all parked chains or none, all with the
-//     rings in view (the used ring is then where window A maps it, so it
-//     translates): Δused = Δparked_returned = their number, no other
-//     counter moves, the entries (head, 0) are the parked heads and used.idx
-//     moves by that; parked_misses(): min(room, F - given-back chains) misses,
-//     each for a read or a write;
+//   - complete_parked(): completes all parked chains exactly when the used
+//     ring translates now (Device::iotlb_translate(), aligned; always with
+//     the rings in view), else none: Δused = Δparked_returned = their number,
+//     no other counter moves, the entries (head, 0) are the parked heads and
+//     used.idx moves by that; parked_misses(): min(room, F - given-back
+//     chains) misses, each for a read or a write;
 //   - after every burst the harness drains take_miss(): at most
 //     kMissesKept, each page and access once, none unless the queue holds,
 //     at least one after a burst that parked or held a chain;
@@ -706,20 +708,151 @@ void Run::push(const Chain& c, uint32_t len) {
 
 bool Run::pop_one(uint8_t act, uint16_t arg) {
   Burst& b = *burst_;
+  if (b.began && b.pushed >= size_) {
+    // A queue's worth of entries waits to be published: pop() does nothing
+    // (without parking the avail slots are spent by then; with it only a
+    // driver that posts heads it has not got back gets here).
+    const VirtqueueStats s0 = vq_->stats();
+    const uint64_t f0 = vq_->parked();
+    FUZZ_CHECK(!vq_->pop(&chain_));
+    const VirtqueueStats s1 = vq_->stats();
+    FUZZ_CHECK(vq_->parked() == f0 && s1.chains == s0.chains && s1.descs == s0.descs &&
+               s1.bad_total() == s0.bad_total() && s1.parked == s0.parked && s1.held == s0.held &&
+               s1.translations == s0.translations);
+    return false;
+  }
   const VirtqueueStats s0 = vq_->stats();
+  const uint64_t f0 = vq_->parked();
+  const uint16_t next = next_slot();
+  const uint64_t avail_left = b.available - (b.consumed - b.unpopped);
   const bool got = vq_->pop(&chain_);
   const VirtqueueStats s1 = vq_->stats();
+  const uint64_t f1 = vq_->parked();
   const uint64_t bad = s1.bad_total() - s0.bad_total();
   const uint64_t skipped = s1.bad[static_cast<size_t>(BadChain::kHeadRange)] -
                            s0.bad[static_cast<size_t>(BadChain::kHeadRange)];
   FUZZ_CHECK(s1.chains == s0.chains + (got ? 1 : 0));
-  FUZZ_CHECK(s1.used == s0.used);
-  FUZZ_CHECK(s1.descs - s0.descs <= (bad + (got ? 1 : 0)) * max_descs_);
-  if (!b.began) FUZZ_CHECK(!got && bad == 0 && s1.descs == s0.descs && s1.translations == s0.translations);
-  // Bad chains pop() completed on the way: length 0, a head within the queue.
-  for (uint64_t i = 0; i < bad - skipped; ++i) check_entry(static_cast<uint16_t>(b.pushed + i), 0, 0, false);
+  FUZZ_CHECK(s1.used == s0.used && s1.parked_returned == s0.parked_returned);
+  FUZZ_CHECK(s1.parked >= s0.parked && s1.held >= s0.held);
+  const uint64_t parked = s1.parked - s0.parked;
+  const uint64_t held = s1.held - s0.held;
+  // A chain held in its ring ends the burst's pops; with parking only when
+  // the FIFO is full.
+  FUZZ_CHECK(held <= (holds_ ? 1u : 0u) && !(held != 0 && got));
+  FUZZ_CHECK(parks_ || parked == 0);
+  FUZZ_CHECK(f1 <= (parks_ ? size_ : 0u));
+  if (held != 0 && parks_) FUZZ_CHECK(f1 == size_);
+  // What left the FIFO (walked again: good or bad; one that missed again
+  // went back in) and what came from the avail ring.
+  FUZZ_CHECK(f0 + parked >= f1);
+  const uint64_t left = f0 + parked - f1;
+  const bool from_fifo = left > bad;
+  if (from_fifo) FUZZ_CHECK(left == bad + 1 && got && parked == 0 && held == 0 && skipped == 0);
+  const uint64_t bad_fifo = left - (from_fifo ? 1 : 0);
+  const uint64_t bad_avail = bad - bad_fifo;
+  FUZZ_CHECK(skipped <= bad_avail);
+  const uint64_t slots = bad_avail + parked + (got && !from_fifo ? 1 : 0);
+  FUZZ_CHECK(slots <= avail_left);
+  // The budget: first the parked chains that may be walked again (k of
+  // them: all, or as many as the budget allows, or up to the one returned),
+  // then the avail slots.
+  auto sub = [](uint64_t x, uint64_t y) { return x > y ? x - y : 0; };
+  const uint64_t k_lo = std::min(elig_lo_, b.budget_lo), k_hi = std::min(elig_hi_, b.budget_hi);
+  FUZZ_CHECK(left <= k_hi);
+  const uint64_t w_lo = from_fifo ? left : std::max(k_lo, bad_fifo), w_hi = k_hi;
+  uint64_t b_lo = sub(b.budget_lo, w_hi), b_hi = b.budget_hi - w_lo;
+  uint64_t e_lo = sub(elig_lo_, w_hi), e_hi = elig_hi_ - w_lo;
+  uint64_t g_lo = sub(given_lo_, w_hi), g_hi = sub(given_hi_, w_lo);
+  if (slots != 0 || held != 0) {
+    // The avail ring is walked only once the FIFO's walk ran out of chains
+    // (not of budget).
+    FUZZ_CHECK(e_lo == 0 && b_hi >= slots + held);
+    e_hi = g_lo = g_hi = 0;
+    b_lo = sub(b_lo, slots);
+    b_hi -= slots;
+    if (held != 0) b_lo = b_hi = 0;
+  }
+  if (!got && held == 0) {
+    // pop() stops short only without budget; with budget left it walked
+    // every parked chain it could.
+    if (avail_left != slots) {
+      FUZZ_CHECK(b_lo == 0);
+      b_hi = 0;
+    }
+    if (b_lo != 0) {
+      FUZZ_CHECK(e_lo == 0);
+      e_hi = g_lo = g_hi = 0;
+    }
+  }
+  b.budget_lo = b_lo;
+  b.budget_hi = b_hi;
+  elig_lo_ = e_lo;
+  elig_hi_ = e_hi;
+  given_lo_ = g_lo;
+  given_hi_ = g_hi;
+  const uint64_t walks = w_hi + slots + held;
+  FUZZ_CHECK(s1.descs - s0.descs <= walks * max_descs_);
+  FUZZ_CHECK(s1.translations - s0.translations <= walks * (kMaxChainSegs + 1));
+  if (!b.began) FUZZ_CHECK(!got && bad == 0 && slots == 0 && held == 0 && s1.descs == s0.descs &&
+                           s1.translations == s0.translations);
+  if (view() && b.began) {
+    // The slots' heads: as many out of range as were skipped, the last the
+    // chain returned (unless it came from the FIFO).
+    std::vector<uint16_t>& cand = slot_heads_;
+    cand.clear();
+    uint64_t skips = 0;
+    for (uint64_t j = 0; j < slots; ++j) {
+      const uint16_t h = avail_.ring(static_cast<uint16_t>(next + j) & (size_ - 1));
+      if (h >= size_) {
+        ++skips;
+      } else if (got && !from_fifo && j + 1 == slots) {
+        FUZZ_CHECK(chain_.head == h);
+      } else {
+        cand.push_back(h);
+      }
+    }
+    FUZZ_CHECK(skips == skipped);
+  }
+  // The entries of the bad chains completed: first the FIFO's (parked
+  // heads), then, in order, among the slots' other heads; what is left of
+  // those was parked. A pop() may complete more chains than the used ring
+  // holds (parked ones walked bad, then as many bad avail slots; only a
+  // hostile driver, one that posts heads it has not got back, gets there):
+  // later entries then overwrite earlier ones before publish(), and none is
+  // read.
+  if (view() && b.began && bad - skipped <= size_) {
+    std::vector<uint16_t>& cand = slot_heads_;
+    for (uint64_t i = 0; i < bad_fifo; ++i) {
+      const VirtqUsedElem e = entry(b.pushed + i);
+      FUZZ_CHECK(e.id < size_ && e.len == 0);
+      if (heads_known_) fifo_take(e.id);
+    }
+    if (from_fifo && heads_known_) fifo_take(chain_.head);
+    size_t pos = 0, kept = 0;
+    for (uint64_t i = 0; i < bad_avail - skipped; ++i) {
+      const VirtqUsedElem e = entry(b.pushed + bad_fifo + i);
+      FUZZ_CHECK(e.len == 0);
+      while (pos < cand.size() && cand[pos] != e.id) cand[kept++] = cand[pos++];
+      FUZZ_CHECK(pos < cand.size());
+      ++pos;
+    }
+    while (pos < cand.size()) cand[kept++] = cand[pos++];
+    FUZZ_CHECK(kept == parked);
+    if (heads_known_)
+      for (size_t i = 0; i < kept; ++i) fifo_add(cand[i]);
+  } else {
+    // Bad chains pop() completed on the way: length 0, a head within the queue.
+    if (bad - skipped <= size_)
+      for (uint64_t i = 0; i < bad - skipped; ++i) check_entry(static_cast<uint16_t>(b.pushed + i), 0, 0, false);
+    if (left != 0 || parked != 0) heads_known_ = false;
+  }
+  sync_fifo();
   b.pushed += bad - skipped;
-  b.consumed += bad + (got ? 1 : 0);
+  b.consumed += slots;
+  b.rewalks += w_hi;
+  b.held_walks += held;
+  b.missed += parked + held;
+  skipped_ = static_cast<uint16_t>(skipped_ + skipped);
   // A bad chain completed (or skipped) on the way: nothing before it can be unpopped.
   if (bad != 0) b.unpoppable = 0;
   if (!got) return false;
@@ -774,6 +907,100 @@ void Run::unpop(uint8_t n) {
   b.unpopped += k;
 }
 
+void Run::give_back(uint8_t n) {
+  if (!burst_) return;
+  Burst& b = *burst_;
+  // Chains popped this burst and not pushed: the first or the last k held.
+  const size_t k = std::min<size_t>(n & 0x7f, b.held.size());
+  if (k == 0) return;
+  const size_t first = (n & 0x80) ? 0 : b.held.size() - k;
+  const Chain* chains = b.held.data() + first;
+  const VirtqueueStats s0 = vq_->stats();
+  const uint64_t f0 = vq_->parked();
+  vq_->give_back(chains, static_cast<uint32_t>(k));
+  const VirtqueueStats& s1 = vq_->stats();
+  // Last first, each to the FIFO's front while there is room; the others
+  // completed empty, as looping chains.
+  const uint64_t in = std::min<uint64_t>(k, size_ - f0), over = k - in;
+  FUZZ_CHECK(vq_->parked() == f0 + in);
+  FUZZ_CHECK(s1.chains == s0.chains - k);
+  FUZZ_CHECK(s1.bad[static_cast<size_t>(BadChain::kLoop)] == s0.bad[static_cast<size_t>(BadChain::kLoop)] + over);
+  FUZZ_CHECK(s1.bad_total() == s0.bad_total() + over);
+  FUZZ_CHECK(s1.used == s0.used && s1.parked == s0.parked && s1.held == s0.held && s1.descs == s0.descs &&
+             s1.translations == s0.translations && s1.parked_returned == s0.parked_returned);
+  for (uint64_t i = 0; i < over; ++i)
+    check_entry(static_cast<uint16_t>(b.pushed + i), chains[over - 1 - i].head, 0, true);
+  b.pushed += over;
+  if (heads_known_)
+    for (uint64_t i = over; i < k; ++i) fifo_add(chains[i].head);
+  // Walked again by the next pop(), this burst's included.
+  elig_lo_ += in;
+  elig_hi_ += in;
+  given_lo_ += in;
+  given_hi_ += in;
+  sync_fifo();
+  b.held.erase(b.held.begin() + static_cast<ptrdiff_t>(first), b.held.begin() + static_cast<ptrdiff_t>(first + k));
+}
+
+// The control side of a stopped queue: every parked chain completed empty.
+void Run::complete_parked() {
+  if (burst_) end_burst();
+  const VirtqueueStats s0 = vq_->stats();
+  const uint32_t f0 = vq_->parked();
+  // Where the used ring is now for the control side, if anywhere (aligned).
+  const QueueConfig& q = vq_->config();
+  engine::Segment seg{};
+  const bool writable = valid_queue_size(size_) &&
+                        dev_.iotlb_translate(q.ep, q.used, used_bytes(size_), vxlate::pagetable::kPermWrite, &seg) ==
+                            vxlate::Status::kOk &&
+                        q.used % kUsedAlign == 0 && seg.addr % kUsedAlign == 0;
+  const uint32_t n = vq_->complete_parked();
+  VirtqueueStats s1 = vq_->stats();
+  // All or nothing; all exactly when the used ring translates (in view it
+  // lies in window A as set up, so it does).
+  FUZZ_CHECK(n == (writable ? f0 : 0u));
+  if (view()) FUZZ_CHECK(n == f0);
+  FUZZ_CHECK(vq_->parked() == f0 - n);
+  FUZZ_CHECK(s1.used == s0.used + n && s1.parked_returned == s0.parked_returned + n);
+  s1.used = s0.used;
+  s1.parked_returned = s0.parked_returned;
+  FUZZ_CHECK(std::memcmp(&s1, &s0, sizeof s1) == 0);  // nothing else moves
+  if (n != 0) {
+    // The entries (parked head, 0) and used.idx, read where they were written.
+    const UsedRing used{reinterpret_cast<uint8_t*>(seg.addr), size_};
+    for (uint32_t i = 0; i < n; ++i) {
+      const VirtqUsedElem e = used.ring(static_cast<uint16_t>(used_idx_ + i) & (size_ - 1));
+      FUZZ_CHECK(e.id < size_ && e.len == 0);
+      if (heads_known_) fifo_take(e.id);
+    }
+    FUZZ_CHECK(load16(used.idx(), std::memory_order_relaxed) == static_cast<uint16_t>(used_idx_ + n));
+  }
+  used_idx_ = static_cast<uint16_t>(used_idx_ + n);
+  if (n != 0) {
+    heads_known_ = false;  // sync_fifo(): empty, known again
+    elig_lo_ = elig_hi_ = given_lo_ = given_hi_ = 0;
+  }
+  sync_fifo();
+  check_slots();
+  if (trace()) std::fprintf(stderr, "complete_parked: %u of %u\n", n, f0);
+}
+
+// Between bursts: the parked chains' misses, round robin, with room for
+// `room` (0: one per parked chain).
+void Run::parked_misses(uint32_t room) {
+  if (burst_) end_burst();
+  const uint32_t f = vq_->parked();
+  if (room == 0) room = f;
+  misses_.resize(std::max<uint32_t>(room, 1));
+  const size_t n = vq_->parked_misses(std::span<Miss>(misses_.data(), room));
+  // Every parked chain but the given-back ones has its miss.
+  FUZZ_CHECK(n >= std::min<uint64_t>(room, f - given_hi_) && n <= std::min<uint64_t>(room, f - given_lo_));
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t a = misses_[i].access;
+    FUZZ_CHECK(a == vxlate::pagetable::kPermRead || a == vxlate::pagetable::kPermWrite);
+  }
+}
+
 void Run::kicks(bool enable) {
   if (!burst_) return;
   const Burst& b = *burst_;
@@ -807,7 +1034,8 @@ void Run::end_burst() {
   const VirtqueueStats& p = b.before;
   // Counters only grow over a burst.
   FUZZ_CHECK(s.chains >= p.chains && s.descs >= p.descs && s.translations >= p.translations && s.used >= p.used &&
-             s.interrupts >= p.interrupts);
+             s.interrupts >= p.interrupts && s.parked >= p.parked && s.held >= p.held);
+  FUZZ_CHECK(s.parked_returned == p.parked_returned && s.held - p.held == b.held_walks && b.held_walks <= 1);
   for (size_t i = 0; i < s.bad.size(); ++i) FUZZ_CHECK(s.bad[i] >= p.bad[i]);
   const uint64_t chains = s.chains - p.chains;
   const uint64_t bad = s.bad_total() - p.bad_total();
@@ -815,9 +1043,13 @@ void Run::end_burst() {
   // The bounded-work promise of virtqueue.h.
   FUZZ_CHECK(b.consumed <= b.budget);
   FUZZ_CHECK(b.unpopped <= b.consumed && b.consumed - b.unpopped <= b.available);
-  FUZZ_CHECK(chains + bad == b.consumed - b.unpopped);
-  FUZZ_CHECK(s.descs - p.descs <= b.consumed * max_descs_);
-  FUZZ_CHECK(s.translations - p.translations <= 3 + b.consumed * (kMaxChainSegs + 1));
+  // Each slot consumed ends good, bad or parked; each chain parked before
+  // and taken from the FIFO, good or bad.
+  const uint64_t parked = vq_->parked();
+  FUZZ_CHECK(chains + bad + parked == b.consumed - b.unpopped + b.parked_before);
+  const uint64_t walks = b.consumed + b.rewalks + b.held_walks;
+  FUZZ_CHECK(s.descs - p.descs <= walks * max_descs_);
+  FUZZ_CHECK(s.translations - p.translations <= 3 + walks * (kMaxChainSegs + 1));
   // Every slot consumed and not given back is completed once, except skipped heads.
   FUZZ_CHECK(s.used - p.used == b.pushed);
   FUZZ_CHECK(b.pushed == chains + bad - skipped);
@@ -832,6 +1064,18 @@ void Run::end_burst() {
     FUZZ_CHECK(irq == want);
   }
   last_avail_ = static_cast<uint16_t>(last_avail_ + b.consumed - b.unpopped);
+  check_slots();
+  // The misses this burst ran into (the harness takes them all after each):
+  // each page and access once, at most kMissesKept.
+  Miss m[Virtqueue::kMissesKept + 1];
+  size_t nm = 0;
+  while (nm <= Virtqueue::kMissesKept && vq_->take_miss(&m[nm])) ++nm;
+  FUZZ_CHECK(nm <= Virtqueue::kMissesKept && (holds_ || nm == 0));
+  if (b.missed != 0) FUZZ_CHECK(nm != 0);
+  for (size_t i = 0; i < nm; ++i) {
+    FUZZ_CHECK(m[i].access == vxlate::pagetable::kPermRead || m[i].access == vxlate::pagetable::kPermWrite);
+    for (size_t j = 0; j < i; ++j) FUZZ_CHECK(m[i].iova >> 12 != m[j].iova >> 12 || m[i].access != m[j].access);
+  }
   if (trace()) {
     std::fprintf(stderr, "burst: began %d budget %u avail %u slots %lu unpopped %lu chains %lu bad %lu used %lu descs %lu translations %lu irq %d [",
                  b.began, b.budget, b.available, (unsigned long)b.consumed, (unsigned long)b.unpopped, (unsigned long)chains,
@@ -839,7 +1083,9 @@ void Run::end_burst() {
                  (unsigned long)(s.translations - p.translations), irq);
     for (size_t i = 0; i < s.bad.size(); ++i)
       if (s.bad[i] != p.bad[i]) std::fprintf(stderr, " %s %lu", to_string(static_cast<BadChain>(i)), (unsigned long)(s.bad[i] - p.bad[i]));
-    std::fprintf(stderr, " ] faults %lu broken %lu\n", (unsigned long)s.ring_faults, (unsigned long)s.broken);
+    std::fprintf(stderr, " ] faults %lu broken %lu parked %lu (+%lu) held %lu rewalks <= %lu misses %zu\n",
+                 (unsigned long)s.ring_faults, (unsigned long)s.broken, (unsigned long)parked,
+                 (unsigned long)(s.parked - p.parked), (unsigned long)b.held_walks, (unsigned long)b.rewalks, nm);
   }
   burst_.reset();
   section_.reset();
@@ -919,7 +1165,12 @@ void Run::step(uint8_t op, Input* in) {
       begin_burst(v == 0xffff ? kMaxQueueSize : v == 0xfffe ? UINT32_MAX : v);
       break;
     case 6:
-      if (in->u8(&a)) unpop(a);
+      if (!in->u8(&a)) return;
+      if (parks_) {
+        give_back(a);
+      } else {
+        unpop(a);
+      }
       break;
     case 7:
       if (burst_) end_burst();
@@ -952,7 +1203,14 @@ void Run::step(uint8_t op, Input* in) {
       window_a_ok_ = false;
       break;
     case 12: poll(op); break;
-    default:  // 5, 13..15: POP
+    case 15:
+      if (op & 0x10) {
+        parked_misses(op >> 5);
+      } else {
+        complete_parked();
+      }
+      break;
+    default:  // 5, 13, 14: POP
       if (!in->u8(&a) || !in->u16(&v)) return;
       pop_step(a, v);
       break;

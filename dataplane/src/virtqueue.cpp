@@ -51,7 +51,7 @@ Status Virtqueue::translate_holding(uint64_t addr, uint64_t len, uint8_t access,
   if (st == Status::kFault) {
     if (!walk_missed_) walk_miss_ = Miss{fault.address, access};
     walk_missed_ = true;
-    // Kept for take_miss(), each page once: a held chain's (the one the
+    // Kept for take_miss(), each page and access once: a held chain's (the one the
     // rest waits behind) or ring's, or those of the chains parked since.
     const uint64_t page = fault.address >> 12;
     bool known = false;
@@ -329,6 +329,11 @@ uint32_t Virtqueue::complete_parked() noexcept {
 
 bool Virtqueue::pop(Chain* c) noexcept {
   if (desc_ == nullptr || broken_) return false;  // no begin() this burst, or stopped
+  // A queue's worth of entries waits to be published: nothing more this
+  // burst. Without parking the avail slots are spent by then (a burst sees
+  // at most size() of them); with it only a driver that posts heads it has
+  // not got back gets here (parked chains that turn bad, give-back overflow).
+  if (pending_ >= cfg_.size) return false;
   if (park_n_ != 0 && pop_parked(c)) return true;
   for (;;) {
     if (last_avail_ == avail_cache_ || budget_ == 0) return false;

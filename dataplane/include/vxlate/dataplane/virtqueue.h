@@ -92,7 +92,8 @@
 // parks the chain at the back; a bad one completes it empty, as any bad
 // chain. With the FIFO full a missing chain is held in its ring as without
 // park_on_miss. take_miss() names the misses of the chains a burst parked
-// (up to kMissesKept, each page once); parked_misses() names them again,
+// (up to kMissesKept, each page and access once: a read and a write MISS
+// are different requests); parked_misses() names them again,
 // round robin, for an owner that asks again while they wait. The price is the restart
 // contract: used.idx no longer equals last_avail() while chains are parked,
 // so an owner that stops the queue calls complete_parked() (control side,
@@ -313,9 +314,9 @@ class Virtqueue {
   // it): completes every parked chain with length 0 and publishes them, so
   // that used.idx is last_avail() again for a front end that resumes the
   // ring (vhost-user's GET_VRING_BASE). The used ring is translated here,
-  // through Device::iotlb_translate() (a device-IOTLB queue) or as is (host
-  // rings); when it does not translate now nothing is written and the chains
-  // stay parked. Returns how many were completed. No interrupt: the ring is
+  // through Device::iotlb_translate() (only device-IOTLB queues park); when
+  // it does not translate now nothing is written and the chains stay
+  // parked. Returns how many were completed. No interrupt: the ring is
   // stopping.
   uint32_t complete_parked() noexcept;
   // Reader side: a used entry for `head` with `len` bytes written. Visible to
@@ -351,7 +352,8 @@ class Virtqueue {
   size_t prefetch(uint32_t max_chains, std::span<Miss> out) noexcept;
   // Owner: the oldest miss this queue ran into and not yet taken
   // (hold_on_miss), if any; clears it. At most kMissesKept are kept (each
-  // page once): a held chain's or ring's, or those of chains parked since.
+  // page and access once): a held chain's or ring's, or those of chains
+  // parked since.
   static constexpr size_t kMissesKept = 4;
   bool take_miss(Miss* m) noexcept {
     if (nmisses_ == 0) return false;
@@ -478,7 +480,11 @@ class Virtqueue {
   UsedRing used_{nullptr, 0};
   uint16_t last_avail_ = 0;   // next avail slot to pop
   uint16_t used_idx_ = 0;     // used.idx as last published
-  uint16_t pending_ = 0;      // entries pushed since the last publish
+  // Entries pushed since the last publish. 32 bits: with parking a hostile
+  // driver that posts heads it has not got back can make a burst complete
+  // more than size() chains (bad avail slots, parked chains that turned bad,
+  // give-back overflow), which 16 bits could wrap to 0 at size 32768.
+  uint32_t pending_ = 0;
   uint16_t avail_cache_ = 0;  // avail.idx as read by begin()
   uint32_t budget_ = 0;       // avail slots pop() may still consume this burst
   // Debug builds: chains popped since the last completion (push, refuse, bad
