@@ -136,6 +136,54 @@ struct IommuFrontend {
   uint64_t rx_iova = 0;
 };
 
+// One started Backend with one Port on a socket in a directory of its own,
+// the test thread its only lcore (a registered reader of rcu).
+struct OnePort {
+  OnePort(const std::string& name, bool rx_out_of_order)
+      : dir(std::filesystem::temp_directory_path() / (name + std::to_string(getpid()))) {
+    std::filesystem::create_directories(dir);
+    PortConfig pc;
+    pc.path = dir + "/port.sock";
+    pc.rx_out_of_order = rx_out_of_order;
+    port = &backend.add_port(pc);
+    backend.start();
+  }
+  ~OnePort() {
+    backend.stop();
+    std::filesystem::remove_all(dir);
+  }
+  std::string path() const { return dir + "/port.sock"; }
+  const std::string dir;
+  Rcu rcu{2};
+  Backend backend{rcu};
+  Port* port = nullptr;
+};
+
+// A 60-byte frame (nullptr when the pool is out of mbufs).
+rte_mbuf* small_frame() {
+  rte_mbuf* m = rte_pktmbuf_alloc(test::EalEnv::pool());
+  if (m != nullptr && rte_pktmbuf_append(m, 60) == nullptr) {
+    rte_pktmbuf_free(m);
+    return nullptr;
+  }
+  if (m != nullptr) std::memset(rte_pktmbuf_mtod(m, uint8_t*), 0x5a, 60);
+  return m;
+}
+
+// The test thread as the lcore: offers m to queue pair 0 until it is taken
+// (true) or 10 s passed, serving the front end's misses in between (offline
+// meanwhile: the front end may wait on an INVALIDATE's ack).
+bool deliver_serving_misses(Rcu& rcu, uint32_t reader, Port& port, VhostUserFrontend& fe, rte_mbuf* m) {
+  const auto end = Clock::now() + 10s;
+  while (Clock::now() < end) {
+    if (port.enqueue_burst(reader, 0, &m, 1) == 1) return true;
+    rcu.offline(reader);
+    fe.serve_misses(1);
+    rcu.online(reader);
+  }
+  return false;
+}
+
 struct Params {
   uint32_t drop_every_nth_miss;
   bool rx_out_of_order;  // PortConfig::rx_out_of_order
@@ -283,16 +331,11 @@ TEST_P(VhostUserIotlbTest, StrictChurnNeverTouchesInvalidatedBuffersAndLosesNoth
 // port's counters. (Were the two misses more than kMissRetry apart, the
 // throttle would have expired anyway and this could not tell.)
 TEST(VhostUserIotlb, APageNeededAgainAfterItsInvalidateIsAskedForAtOnce) {
-  const std::string dir = std::filesystem::temp_directory_path() / ("vxlate-iotlb2-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  Rcu rcu(2);
-  Backend backend(rcu);
-  PortConfig pc;
-  pc.path = dir + "/port.sock";
-  Port& port = backend.add_port(pc);
-  backend.start();
+  OnePort rig("vxlate-iotlb2-", false);
+  Rcu& rcu = rig.rcu;
+  Port& port = *rig.port;
   VhostUserFrontendOptions o;
-  o.path = pc.path;
+  o.path = rig.path();
   IommuFrontend guest_side(o);
   VhostUserFrontend& fe = *guest_side.fe;
   const VhostUserDmaArea rx_pool = guest_side.rx_pool;
@@ -300,21 +343,9 @@ TEST(VhostUserIotlb, APageNeededAgainAfterItsInvalidateIsAskedForAtOnce) {
   ASSERT_EQ(fe.post_rx(0, 64), 64u);
   const uint32_t reader = rcu.register_reader();
   rcu.online(reader);
-  rte_mbuf* m = rte_pktmbuf_alloc(test::EalEnv::pool());
+  rte_mbuf* m = small_frame();
   ASSERT_NE(m, nullptr);
-  ASSERT_NE(rte_pktmbuf_append(m, 60), nullptr);
-  std::memset(rte_pktmbuf_mtod(m, uint8_t*), 0x5a, 60);
-  // Delivers m, serving misses (offline while the front end waits on acks).
-  auto deliver = [&] {
-    const auto end = Clock::now() + 10s;
-    while (Clock::now() < end) {
-      if (port.enqueue_burst(reader, 0, &m, 1) == 1) return true;
-      rcu.offline(reader);
-      fe.serve_misses(1);
-      rcu.online(reader);
-    }
-    return false;
-  };
+  auto deliver = [&] { return deliver_serving_misses(rcu, reader, port, fe, m); };
   ASSERT_TRUE(deliver()) << "the first frame, its buffer page asked for and answered";
   size_t got = 0;
   fe.poll_rx(0, [&](std::span<const uint8_t>) { ++got; });
@@ -332,8 +363,6 @@ TEST(VhostUserIotlb, APageNeededAgainAfterItsInvalidateIsAskedForAtOnce) {
   rcu.unregister_reader(reader);
   fe.stop();
   fe.disconnect();
-  backend.stop();
-  std::filesystem::remove_all(dir);
 }
 
 // rx_out_of_order: receive buffers that miss are set aside and the frames go
@@ -344,17 +373,11 @@ TEST(VhostUserIotlb, APageNeededAgainAfterItsInvalidateIsAskedForAtOnce) {
 // the stop (GET_VRING_BASE) gives them back empty, so that every buffer the
 // back end consumed (the base it reports) came back to the driver.
 TEST(VhostUserIotlb, RxOutOfOrderGoesPastMissingBuffersAndReturnsThemEmptyAtStop) {
-  const std::string dir = std::filesystem::temp_directory_path() / ("vxlate-iotlb3-" + std::to_string(getpid()));
-  std::filesystem::create_directories(dir);
-  Rcu rcu(2);
-  Backend backend(rcu);
-  PortConfig pc;
-  pc.path = dir + "/port.sock";
-  pc.rx_out_of_order = true;
-  Port& port = backend.add_port(pc);
-  backend.start();
+  OnePort rig("vxlate-iotlb3-", true);
+  Rcu& rcu = rig.rcu;
+  Port& port = *rig.port;
   VhostUserFrontendOptions o;
-  o.path = pc.path;
+  o.path = rig.path();
   o.mrg_rxbuf = false;
   IommuFrontend guest_side(o);
   VhostUserFrontend& fe = *guest_side.fe;
@@ -365,20 +388,9 @@ TEST(VhostUserIotlb, RxOutOfOrderGoesPastMissingBuffersAndReturnsThemEmptyAtStop
   ASSERT_EQ(fe.post_rx(0, 64), 64u);
   const uint32_t reader = rcu.register_reader();
   rcu.online(reader);
-  rte_mbuf* m = rte_pktmbuf_alloc(test::EalEnv::pool());
+  rte_mbuf* m = small_frame();
   ASSERT_NE(m, nullptr);
-  ASSERT_NE(rte_pktmbuf_append(m, 60), nullptr);
-  std::memset(rte_pktmbuf_mtod(m, uint8_t*), 0x5a, 60);
-  auto deliver = [&] {
-    const auto end = Clock::now() + 10s;
-    while (Clock::now() < end) {
-      if (port.enqueue_burst(reader, 0, &m, 1) == 1) return true;
-      rcu.offline(reader);
-      fe.serve_misses(1);
-      rcu.online(reader);
-    }
-    return false;
-  };
+  auto deliver = [&] { return deliver_serving_misses(rcu, reader, port, fe, m); };
   for (int i = 0; i < 32; ++i) ASSERT_TRUE(deliver()) << "frame " << i;
   EXPECT_GE(port.stats().rx_parked, 32u) << "the unmapped half, and the rest until their UPDATEs";
   EXPECT_EQ(port.enqueue_burst(reader, 0, &m, 1), 0) << "only buffers that never translate are left";
@@ -399,8 +411,6 @@ TEST(VhostUserIotlb, RxOutOfOrderGoesPastMissingBuffersAndReturnsThemEmptyAtStop
   EXPECT_EQ(st.rx_dropped, 0u);
   EXPECT_EQ(st.bad_chains, 0u);
   fe.disconnect();
-  backend.stop();
-  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Misses, VhostUserIotlbTest,

@@ -29,6 +29,25 @@ class VirtqueueParkTest : public VirtqueueTest {
     ASSERT_EQ(send(map_req(1, kMissIova, kMissIova + 0xfff, gpa, kRW)), 0);
     dev_->iotlb().online(reader_);
   }
+  // A hostile driver's start on a queue of 4: chain 0 misses, chain 1 is
+  // good; head 0 posted four times fills the FIFO.
+  void park_four_copies(Virtqueue& q) {
+    set_desc(0, raw(kMissIova, 64, W));
+    set_desc(1, d(kBuf, 64, W));
+    offer({0, 0, 0, 0});
+    ASSERT_TRUE(q.begin(reader_));
+    EXPECT_FALSE(q.pop(&c_));
+    q.publish();
+    ASSERT_EQ(q.parked(), 4u);
+  }
+  // Pops n chains, each `head`, and pushes them.
+  void pop_push(Virtqueue& q, int n, uint16_t head) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(q.pop(&c_)) << i;
+      EXPECT_EQ(c_.head, head);
+      q.push(head, 1);
+    }
+  }
 };
 
 // Only a device-IOTLB queue (ACCESS_PLATFORM with hold_on_miss) parks.
@@ -223,13 +242,7 @@ TEST_P(VirtqueueParkTest, CompleteParkedLeavesUsedIdxAtLastAvail) {
 TEST_P(VirtqueueParkTest, TheFifoIsBoundedByTheQueueSize) {
   if (!ap()) GTEST_SKIP() << "parking needs ACCESS_PLATFORM";
   Virtqueue q(*dev_, parking(4));
-  set_desc(0, raw(kMissIova, 64, W));
-  set_desc(1, d(kBuf, 64, W));
-  offer({0, 0, 0, 0});
-  ASSERT_TRUE(q.begin(reader_));
-  EXPECT_FALSE(q.pop(&c_));
-  q.publish();
-  EXPECT_EQ(q.parked(), 4u);
+  park_four_copies(q);
   offer(1);
   ASSERT_TRUE(q.begin(reader_));
   ASSERT_TRUE(q.pop(&c_));
@@ -250,17 +263,11 @@ TEST_P(VirtqueueParkTest, TheFifoIsBoundedByTheQueueSize) {
   // one burst), then the held one.
   map_miss_page(kBuf + 0x7000);
   ASSERT_TRUE(q.begin(reader_));
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(q.pop(&c_));
-    EXPECT_EQ(c_.head, 0);
-    q.push(0, 1);
-  }
+  pop_push(q, 4, 0);
   EXPECT_FALSE(q.pop(&c_));
   q.publish();
   ASSERT_TRUE(q.begin(reader_));
-  ASSERT_TRUE(q.pop(&c_));
-  EXPECT_EQ(c_.head, 0);
-  q.push(0, 1);
+  pop_push(q, 1, 0);
   EXPECT_FALSE(q.pop(&c_));
   q.publish();
   EXPECT_EQ(q.parked(), 0u);
@@ -275,31 +282,17 @@ TEST_P(VirtqueueParkTest, TheFifoIsBoundedByTheQueueSize) {
 TEST_P(VirtqueueParkTest, ABurstCompletesAtMostAQueuesWorth) {
   if (!ap()) GTEST_SKIP() << "parking needs ACCESS_PLATFORM";
   Virtqueue q(*dev_, parking(4));
-  set_desc(0, raw(kMissIova, 64, W));
-  set_desc(1, d(kBuf, 64, W));
-  offer({0, 0, 0, 0});
-  ASSERT_TRUE(q.begin(reader_));
-  EXPECT_FALSE(q.pop(&c_));
-  q.publish();
-  ASSERT_EQ(q.parked(), 4u);
+  park_four_copies(q);
   offer({1, 1, 1, 1});
   map_miss_page(kBuf + 0x7000);
   ASSERT_TRUE(q.begin(reader_));
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(q.pop(&c_));
-    EXPECT_EQ(c_.head, 0);
-    q.push(0, 1);
-  }
+  pop_push(q, 4, 0);
   EXPECT_FALSE(q.pop(&c_)) << "four entries wait to be published";
   q.publish();
   EXPECT_EQ(used_idx(), 4);
   EXPECT_EQ(q.last_avail(), 4);
   ASSERT_TRUE(q.begin(reader_));
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(q.pop(&c_));
-    EXPECT_EQ(c_.head, 1);
-    q.push(1, 1);
-  }
+  pop_push(q, 4, 1);
   q.publish();
   EXPECT_EQ(used_idx(), 8);
 }
