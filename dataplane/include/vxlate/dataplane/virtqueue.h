@@ -92,9 +92,12 @@
 // parks the chain at the back; a bad one completes it empty, as any bad
 // chain. With the FIFO full a missing chain is held in its ring as without
 // park_on_miss. take_miss() names the misses of the chains a burst parked
-// (up to kMissesKept, each page and access once: a read and a write MISS
-// are different requests); parked_misses() names them again,
-// round robin, for an owner that asks again while they wait. The price is the restart
+// (up to kMissesKept, each page and access once: a read and a write MISS are
+// different requests); parked_misses() names them again, round robin, for an
+// owner that asks again while they wait. Bounded as the rest: each parked
+// walk costs a unit of budget, and a burst that has a queue's worth of used
+// entries waiting to be published pops nothing more (only a driver that
+// posts heads it has not got back gets there). The price is the restart
 // contract: used.idx no longer equals last_avail() while chains are parked,
 // so an owner that stops the queue calls complete_parked() (control side,
 // once no lcore uses the queue), which completes them empty; a front end
