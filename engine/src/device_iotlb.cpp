@@ -120,16 +120,27 @@ Status Device::iotlb_translate(EndpointId ep, uint64_t iova, uint64_t len, uint8
   if (!endpoint_exists(ep.value) || !endpoint_domain(ep, &d)) return Status::kFault;
   auto it = domains_.find(d.value);
   if (it == domains_.end() || it->second->bypass) return Status::kFault;
+  // Entry after entry (a VMM sends one per IOMMU page, and a ring may span
+  // several), each with the access and continuing the last one's guest
+  // addresses: [iova, last] is then one guest range. At most one step per
+  // entry, and entries cover at least a granule each.
   detail::Extent e;
-  if (!it->second->extents.find_le(iova, &e) || e.last < last) return Status::kFault;
-  const uint8_t perms = static_cast<uint8_t>(((e.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
-                                             ((e.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
-  if ((access & ~perms) != 0) return Status::kFault;
+  uint64_t gpa = 0;
+  for (uint64_t pos = iova;;) {
+    if (!it->second->extents.find_le(pos, &e) || e.last < pos) return Status::kFault;
+    const uint8_t perms = static_cast<uint8_t>(((e.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
+                                               ((e.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
+    if ((access & ~perms) != 0) return Status::kFault;
+    const uint64_t at = e.phys + (pos - e.first);
+    if (pos == iova) gpa = at;
+    else if (at != gpa + (pos - iova)) return Status::kFault;
+    if (e.last >= last) break;
+    pos = e.last + 1;
+  }
   // The control side replaces the memory table itself, so the one it reads
   // here cannot be retired under it.
   size_t n = 0;
-  if (mem_.gpa_to_hva(e.phys + (iova - e.first), len, std::span<Segment>(out, 1), &n) != Status::kOk || n != 1)
-    return Status::kFault;
+  if (mem_.gpa_to_hva(gpa, len, std::span<Segment>(out, 1), &n) != Status::kOk || n != 1) return Status::kFault;
   return Status::kOk;
 }
 

@@ -75,6 +75,37 @@ TEST_F(DeviceIotlbTest, MapsSaysWhatIsCachedForWhichAccess) {
   EXPECT_FALSE(dev_.iotlb_maps(kEp, 0x10000, pagetable::kPermRead)) << "the whole entry went";
 }
 
+// The control side's translation of a range (a used ring at a stop): one
+// entry or adjacent ones continuing each other's guest addresses, with the
+// access, in one memory region; nothing else.
+TEST_F(DeviceIotlbTest, TranslateOnTheControlSideNeedsOneContinuousRange) {
+  Segment s{};
+  const uint8_t w = pagetable::kPermWrite;
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x10000, 16, w, &s), Status::kFault) << "no domain yet";
+  // Two page entries that continue each other, a third that does not.
+  ASSERT_EQ(dev_.iotlb_update(kEp, 0x10000, kPage, kUaddr + 7 * kPage, pagetable::kPermReadWrite), Status::kOk);
+  ASSERT_EQ(dev_.iotlb_update(kEp, 0x11000, kPage, kUaddr + 8 * kPage, pagetable::kPermReadWrite), Status::kOk);
+  ASSERT_EQ(dev_.iotlb_update(kEp, 0x12000, kPage, kUaddr + 2 * kPage, pagetable::kPermReadWrite), Status::kOk);
+  ASSERT_EQ(dev_.iotlb_translate(kEp, 0x10f00, 0x200, w, &s), Status::kOk);
+  EXPECT_EQ(s.addr, kHva + 7 * kPage + 0xf00);
+  EXPECT_EQ(s.len, 0x200u);
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x10000, 3 * kPage, w, &s), Status::kFault) << "the third does not continue";
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x12000, kPage + 1, w, &s), Status::kFault) << "nothing after it";
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0xf000, 0x2000, w, &s), Status::kFault) << "nothing before it";
+  ASSERT_EQ(dev_.iotlb_update(kEp, 0x20000, kPage, kUaddr, pagetable::kPermRead), Status::kOk);
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x20000, 8, w, &s), Status::kFault) << "read-only";
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x20000, 8, pagetable::kPermRead, &s), Status::kOk);
+  ASSERT_EQ(dev_.iotlb_update(kEp, 0x30000, kPage, kUaddr + kMem - kPage, pagetable::kPermRead), Status::kOk);
+  ASSERT_EQ(dev_.iotlb_update(kEp, 0x31000, kPage, kUaddr + kMem, pagetable::kPermRead), Status::kOk);
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x30f00, 0x200, pagetable::kPermRead, &s), Status::kFault)
+      << "continuous, but its second half is past guest memory";
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x30f00, 0x100, pagetable::kPermRead, &s), Status::kOk);
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x10000, 0, w, &s), Status::kInval);
+  EXPECT_EQ(dev_.iotlb_translate(kEp, ~uint64_t{0} - 4, 16, w, &s), Status::kInval);
+  ASSERT_EQ(dev_.iotlb_invalidate(kEp, 0x11000, kPage), Status::kOk);
+  EXPECT_EQ(dev_.iotlb_translate(kEp, 0x10f00, 0x200, w, &s), Status::kFault) << "the second went";
+}
+
 TEST_F(DeviceIotlbTest, UpdateChecksItsArguments) {
   EXPECT_EQ(dev_.iotlb_update(kEp, 0x10000, 0, kUaddr, pagetable::kPermRead), Status::kInval);
   EXPECT_EQ(dev_.iotlb_update(kEp, UINT64_MAX - kPage + 2, kPage, kUaddr, pagetable::kPermRead), Status::kInval);

@@ -374,11 +374,13 @@ class Device {
   // `access` (pagetable::Perm bits) now: a MISS for it would be stale.
   bool iotlb_maps(EndpointId ep, uint64_t iova, uint8_t access) const noexcept;
   // Control side: [iova, iova + len) of `ep` through the cached entries to
-  // host memory for `access`, when one entry and one memory region hold all
-  // of it (a ring area the control side writes once its lcores stopped:
-  // vhost_user.h's receive chains completed out of order). OK; FAULT when
-  // some byte is not cached with that access or its memory is not one region;
-  // INVAL for len 0 or a range that wraps.
+  // host memory for `access`, when they map it to one range of guest
+  // addresses (one entry, or adjacent ones that continue each other) inside
+  // one memory region (a ring area the control side writes once its lcores
+  // stopped: vhost_user.h's receive chains completed out of order). OK;
+  // FAULT when some byte is not cached with that access, the entries do not
+  // continue each other or the memory is not one region; INVAL for len 0 or
+  // a range that wraps.
   Status iotlb_translate(EndpointId ep, uint64_t iova, uint64_t len, uint8_t access, Segment* out) const noexcept;
   // Reader side: a count of the mappings added so far (virtio-iommu MAPs,
   // device-IOTLB UPDATEs). A reader that kept something back for a miss (a
