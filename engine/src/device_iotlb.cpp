@@ -108,9 +108,7 @@ bool Device::iotlb_maps(EndpointId ep, uint64_t iova, uint8_t access) const noex
   if (it == domains_.end() || it->second->bypass) return false;
   detail::Extent e;
   if (!it->second->extents.find_le(iova, &e) || e.last < iova) return false;
-  const uint8_t perms = static_cast<uint8_t>(((e.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
-                                             ((e.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
-  return (access & ~perms) == 0;
+  return (access & ~map_perms(e.flags)) == 0;
 }
 
 Status Device::iotlb_translate(EndpointId ep, uint64_t iova, uint64_t len, uint8_t access, Segment* out) const noexcept {
@@ -128,9 +126,7 @@ Status Device::iotlb_translate(EndpointId ep, uint64_t iova, uint64_t len, uint8
   uint64_t gpa = 0;
   for (uint64_t pos = iova;;) {
     if (!it->second->extents.find_le(pos, &e) || e.last < pos) return Status::kFault;
-    const uint8_t perms = static_cast<uint8_t>(((e.flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
-                                               ((e.flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
-    if ((access & ~perms) != 0) return Status::kFault;
+    if ((access & ~map_perms(e.flags)) != 0) return Status::kFault;
     const uint64_t at = e.phys + (pos - e.first);
     if (pos == iova) gpa = at;
     else if (at != gpa + (pos - iova)) return Status::kFault;

@@ -358,8 +358,7 @@ Status Device::map(const wire::ReqMap& req) noexcept {
   auto over = [&] { return mappings_ >= cfg_.max_mappings || table_bytes_ + estimate > cfg_.max_table_bytes; };
   if (over() && (!reclaim_dying() || over())) return Status::kNoMem;
 
-  const uint8_t perms = static_cast<uint8_t>(((flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
-                                             ((flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
+  const uint8_t perms = map_perms(flags);
   // A mapping without READ or WRITE exists for UNMAP and overlap purposes but
   // grants no access, so it has no page-table entries.
   if (perms != 0) {

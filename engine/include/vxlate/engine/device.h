@@ -439,6 +439,11 @@ class Device {
   // entries (queued for the next sync) and its extent.
   void remove_extent(Domain& dom, const detail::Extent& e, detail::ExtentIndex::Slot at) noexcept;
   void publish_endpoint(uint32_t ep, const Domain* d) noexcept;
+  // The page-table access (pagetable::Perm bits) a mapping's flags grant.
+  static uint8_t map_perms(uint32_t flags) noexcept {
+    return static_cast<uint8_t>(((flags & kMapFlagRead) ? pagetable::kPermRead : 0) |
+                                ((flags & kMapFlagWrite) ? pagetable::kPermWrite : 0));
+  }
 
   // Reader side (translate.cpp).
   // The endpoint's translation mode and domain, as a burst begins.
